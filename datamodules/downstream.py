@@ -1,0 +1,94 @@
+"""Downstream (fine-tuning) data: ImageNet-1k-style train/val betons plus the OOD suite."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from datamodules.base import BetonDataModule, distributed_context
+from datamodules.ffcv_loaders import eval_loader, train_loader
+from datamodules.ood import OODSuite
+from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines
+from lightning_modules import hyperrule
+
+
+class DownstreamDataModule(BetonDataModule):
+    """Fine-tuning data with BiT's HyperRule resolution and the configured OOD benchmarks.
+
+    Args:
+        train_beton / val_beton: betons of the downstream train and val folders (same classes).
+        batch_size: per-device training batch (HyperRule: 512 global).
+        resize / crop: BiT train transform (squash to ``resize``, random ``crop``); eval squashes
+            to ``crop``. ``None``: from the HyperRule by median image area and ``resolution_variant``
+            ("paper": 448/384, "code": 512/480; images under 96x96 → 160/128).
+        ood_root: folder holding the benchmark releases as they unpack.
+        benchmarks: registry names to evaluate at the end of a run (``imagenet_a``, ...).
+        benchmark_options: per-benchmark constructor options, e.g. ``{imagenet_a: {restrict: false}}``.
+        ood_cache: where benchmark betons are cached (default ``<ood_root>/.betons``).
+    """
+
+    def __init__(
+        self,
+        train_beton: str,
+        val_beton: str,
+        batch_size: int = hyperrule.BATCH_SIZE,
+        eval_batch_size: int | None = None,
+        resize: int | None = None,
+        crop: int | None = None,
+        resolution_variant: str = "paper",
+        order_seed: int = 0,
+        ood_root: str | None = None,
+        benchmarks: list[str] | None = None,
+        benchmark_options: dict[str, dict] | None = None,
+        ood_cache: str | None = None,
+        num_workers: int = 2,
+        os_cache: bool = True,
+    ):
+        super().__init__(batch_size, eval_batch_size, num_workers, os_cache)
+        self.save_hyperparameters()
+        self.train_beton, self.val_beton = Path(train_beton), Path(val_beton)
+        self.manifest = self._manifest(self.train_beton)
+        val_manifest = self._manifest(self.val_beton)
+        if val_manifest["classes"] != self.manifest["classes"]:
+            raise ValueError(f"{self.val_beton} and {self.train_beton} have different class lists; convert both with the same classes")
+        self.class_list: list[str] = self.manifest["classes"]
+        self.num_train_examples: int = self.manifest["num_images"]
+        if (resize is None) != (crop is None):
+            raise ValueError("set both data.resize and data.crop, or neither (HyperRule default)")
+        self.resize, self.crop = (resize, crop) if resize is not None else hyperrule.resolution(self._median_area(), resolution_variant)
+        self.ood = OODSuite(ood_root, benchmarks or [], self.class_list, self.crop, benchmark_options or {}, ood_cache) if benchmarks else None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_list)
+
+    def _median_area(self) -> float:
+        from ffcv.reader import Reader
+
+        meta = Reader(str(self.train_beton)).metadata["f0"]
+        return float(np.median(meta["width"].astype(np.float64) * meta["height"]))
+
+    def train_dataloader(self):
+        _, world = distributed_context(self.trainer)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        rows = np.arange(self.num_train_examples, dtype=np.uint32)
+        return train_loader(
+            self.train_beton, rows, self.batch_size, hyperrule_train_pipelines(self.resize, self.crop),
+            num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=epoch, os_cache=self.os_cache,
+        )
+
+    def val_dataloader(self):
+        rank, world = distributed_context(self.trainer)
+        rows = np.arange(self._manifest(self.val_beton)["num_images"], dtype=np.uint32)
+        crop = self.crop
+        return eval_loader(self.val_beton, rows, self.eval_batch_size, lambda: eval_pipelines(crop), f"eval:{crop}",
+                           num_workers=self.num_workers, rank=rank, world_size=world, os_cache=self.os_cache)
+
+    test_dataloader = val_dataloader
+
+    def ood_sets(self):
+        """The configured benchmarks as :class:`datamodules.ood.EvaluationSet` (empty without any)."""
+        if self.ood is None:
+            return []
+        rank, world = distributed_context(self.trainer)
+        return self.ood.evaluation_sets(self.eval_batch_size, self.num_workers, rank, world)

@@ -1,0 +1,58 @@
+"""Building FFCV loaders the way Lightning needs them (spec §5).
+
+Lightning passes an FFCV ``Loader`` through untouched, so sharding is done here:
+
+- training: FFCV's own ``distributed=True`` (a seeded DistributedSampler per epoch) when the
+  world size is above one; the epoch counter is set from the trainer so a resumed run
+  sees the order it would have seen;
+- evaluation: ranks take strided, disjoint shards of the rows (``rows[rank::world]``),
+  sequential and ``drop_last=False``. FFCV's distributed sampler would pad ranks with
+  duplicates; strided shards never do, so every example is seen exactly once.
+
+Compiling a loader's pipeline (numba) costs seconds, so evaluation loaders are cached per
+process by their arguments: evaluating many checkpoints in one process builds each once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+_EVAL_CACHE: dict[tuple, object] = {}
+
+
+def eval_shard(rows: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Disjoint, exhaustive strided shard of ``rows`` for ``rank`` (no padding)."""
+    return np.asarray(rows)[rank::world_size]
+
+
+def train_loader(beton: Path, rows: np.ndarray, batch_size: int, pipelines: dict, *, num_workers: int, seed: int,
+                 world_size: int, epoch: int, os_cache: bool, drop_last: bool = True):
+    from ffcv.loader import Loader, OrderOption
+
+    loader = Loader(
+        str(beton), batch_size=batch_size, num_workers=num_workers, order=OrderOption.RANDOM,
+        distributed=world_size > 1, seed=seed, indices=rows, pipelines=pipelines,
+        drop_last=drop_last, os_cache=os_cache,
+    )
+    loader.next_epoch = epoch
+    return loader
+
+
+def eval_loader(beton: Path, rows: np.ndarray, batch_size: int, pipelines_factory: Callable[[], dict], pipeline_key: str, *,
+                num_workers: int, rank: int, world_size: int, os_cache: bool = True):
+    """Sequential loader over this rank's shard of ``rows``; cached per process."""
+    from ffcv.loader import Loader, OrderOption
+
+    shard = eval_shard(rows, rank, world_size)
+    key = (str(Path(beton).resolve()), Path(beton).stat().st_mtime_ns, batch_size, pipeline_key, num_workers,
+           os_cache, len(shard), hash(shard.tobytes()))
+    if key not in _EVAL_CACHE:
+        if len(shard) == 0:
+            return []
+        _EVAL_CACHE[key] = Loader(
+            str(beton), batch_size=batch_size, num_workers=num_workers, order=OrderOption.SEQUENTIAL,
+            distributed=False, indices=shard, pipelines=pipelines_factory(), drop_last=False, os_cache=os_cache,
+        )
+    return _EVAL_CACHE[key]

@@ -1,0 +1,126 @@
+"""The OOD benchmark suite: release folders → cached betons → evaluation sets.
+
+Each configured benchmark is read from its release folder as it unpacks (see
+``datamodules/benchmarks/``), converted once to a beton under the cache folder (with the
+per-image metadata its scoring needs), and served as sharded sequential loaders.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+
+from datamodules.base import distributed_context
+from datamodules.beton import BetonSettings, write_beton
+from datamodules.benchmarks import get_benchmark
+from datamodules.ffcv_loaders import eval_loader
+from datamodules.pipelines import eval_pipelines
+
+
+@dataclass
+class EvaluationSet:
+    """One benchmark ready to evaluate: its scoring object, its scanned index and this rank's loader.
+
+    ``loader`` yields ``(uint8 images, labels, row indices)``; ``benchmark.outcomes`` turns
+    logits into per-example outcomes and ``benchmark.summarize`` turns all outcomes
+    (ordered by row) into result keys → errors. ``size`` is the number of rows overall.
+    """
+
+    name: str
+    benchmark: Any
+    index: Any
+    loader: Any
+    size: int
+    settings: dict = field(default_factory=dict)
+
+
+class OODSuite:
+    """The configured benchmarks of one run, bound to the model's class list.
+
+    Args:
+        root: folder holding the releases; benchmark ``b`` is read from ``root/<b.release_folder>``.
+        names: registry names, evaluated in this order.
+        class_list: the model's outputs as ImageNet wnids, in output order.
+        resolution: eval side (squash resize, as BiT evaluates).
+        options: per-benchmark constructor keyword arguments.
+        cache: folder for the benchmark betons (default ``<root>/.betons``).
+    """
+
+    def __init__(self, root: str | Path | None, names: list[str], class_list: list[str], resolution: int,
+                 options: dict[str, dict] | None = None, cache: str | Path | None = None):
+        if root is None:
+            raise ValueError("benchmarks are configured but data.ood_root is not set; point it at the folder holding the releases")
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"OOD root {self.root} does not exist; download the benchmarks there (or run `make quickstart` for the generated ones)")
+        options = options or {}
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ValueError(f"benchmark_options given for {unknown}, which are not in benchmarks={names}")
+        self.benchmarks = {name: get_benchmark(name, **options.get(name, {})) for name in names}
+        self.class_list = list(class_list)
+        self.resolution = resolution
+        self.cache = Path(cache) if cache is not None else self.root / ".betons"
+        self._prepared: dict[str, tuple] = {}
+
+    def release_path(self, name: str) -> Path:
+        bench = self.benchmarks[name]
+        return self.root / getattr(bench, "release_folder", name)
+
+    def prepare(self, name: str) -> tuple[Any, Path]:
+        """Scan the release and convert it to a beton once per process (and once on disk)."""
+        if name not in self._prepared:
+            bench = self.benchmarks[name]
+            index = bench.scan(self.release_path(name), self.class_list)
+            beton = self.cache / f"{name}.beton"
+            write_beton(beton, index.paths, index.labels, classes=[], settings=BetonSettings(max_resolution=max(256, self.resolution)),
+                        source=str(self.release_path(name).resolve()), meta=index.meta, preprocess=bench.preprocess,
+                        extra={"benchmark": name, "class_list": self.class_list})
+            self._prepared[name] = (index, beton)
+        return self._prepared[name]
+
+    def evaluation_sets(self, batch_size: int, num_workers: int, rank: int, world_size: int) -> list[EvaluationSet]:
+        sets = []
+        res = self.resolution
+        for name, bench in self.benchmarks.items():
+            index, beton = self.prepare(name)
+            rows = np.arange(len(index.paths), dtype=np.uint32)
+            loader = eval_loader(beton, rows, batch_size, lambda: eval_pipelines(res), f"eval:{res}",
+                                 num_workers=num_workers, rank=rank, world_size=world_size)
+            describe = getattr(bench, "describe", lambda: {})
+            sets.append(EvaluationSet(name, bench, index, loader, len(rows), describe()))
+        return sets
+
+
+class OODDataModule(L.LightningDataModule):
+    """Only the OOD suite, to evaluate a checkpoint or weight file without downstream data.
+
+    ``class_list`` is the model's output order; default: the 1,000 ImageNet-1k wnids (timm's list).
+    """
+
+    def __init__(self, ood_root: str, benchmarks: list[str], resolution: int = 384, batch_size: int = 256,
+                 class_list: list[str] | None = None, class_list_from: str | None = None,
+                 benchmark_options: dict[str, dict] | None = None, ood_cache: str | None = None, num_workers: int = 2):
+        super().__init__()
+        self.save_hyperparameters()
+        if class_list is None and class_list_from is not None:
+            from datamodules.beton import read_manifest
+
+            class_list = read_manifest(Path(class_list_from))["classes"]
+        if class_list is None:
+            from datamodules.benchmarks.class_lists import imagenet1k_wnids
+
+            class_list = imagenet1k_wnids()
+        self.class_list = list(class_list)
+        self.ood = OODSuite(ood_root, benchmarks, self.class_list, resolution, benchmark_options, ood_cache)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_list)
+
+    def ood_sets(self) -> list[EvaluationSet]:
+        rank, world = distributed_context(self.trainer)
+        return self.ood.evaluation_sets(self.hparams.batch_size, self.hparams.num_workers, rank, world)

@@ -1,0 +1,81 @@
+"""Upstream (pre-training) data: one beton, a held-out split and nested seeded subsets."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from datamodules.base import BetonDataModule, distributed_context
+from datamodules.ffcv_loaders import eval_loader, train_loader
+from datamodules.pipelines import eval_pipelines, inception_train_pipelines
+from datamodules.subsets import load_or_create_subset
+
+
+class UpstreamDataModule(BetonDataModule):
+    """Serves a nested, seeded subset of one upstream beton (ImageNet-21k or the generated stand-in).
+
+    Args:
+        beton: the full upstream set, written by ``python -m datamodules.beton``.
+        subset_size: training images to use (``None``: all but the held-out split). Subsets of
+            the same ``subset_seed``/``balanced``/``holdout`` are nested: 1M ⊂ 5M ⊂ full.
+        subset_seed: seed of the permutation that defines the holdout and every subset.
+        balanced: draw subsets class-balanced instead of uniformly.
+        holdout: images held out (before subsets are drawn) for upstream validation.
+        batch_size: per-device training batch.
+        resolution: training/eval crop side (Inception crop + flip for training).
+        order_seed: seed of the training order (FFCV adds the epoch to it).
+    """
+
+    def __init__(
+        self,
+        beton: str,
+        subset_size: int | None = None,
+        subset_seed: int = 0,
+        balanced: bool = False,
+        holdout: int = 0,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        resolution: int = 224,
+        min_crop_scale: float = 0.08,
+        order_seed: int = 0,
+        num_workers: int = 2,
+        os_cache: bool = True,
+    ):
+        super().__init__(batch_size, eval_batch_size, num_workers, os_cache)
+        self.save_hyperparameters()
+        self.beton = Path(beton)
+        self.manifest = self._manifest(self.beton)
+        self.class_list: list[str] = self.manifest["classes"]
+        available = self.manifest["num_images"] - holdout
+        self.num_train_examples = available if subset_size is None else subset_size
+        if subset_size is not None and not 0 < subset_size <= available:
+            raise ValueError(f"data.subset_size={subset_size} but {self.beton} has {available} images after holding out {holdout}")
+        self._rows = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_list)
+
+    def rows(self):
+        """``(train rows, held-out rows)`` of the beton, from the subset index files."""
+        if self._rows is None:
+            labels = self._labels(self.beton, self.manifest)
+            hp = self.hparams
+            self._rows = load_or_create_subset(self.beton, labels, self.class_list, hp.subset_size, hp.subset_seed, hp.holdout, hp.balanced)
+        return self._rows
+
+    def train_dataloader(self):
+        rank, world = distributed_context(self.trainer)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        train_rows, _ = self.rows()
+        return train_loader(
+            self.beton, train_rows, self.batch_size, inception_train_pipelines(self.hparams.resolution, self.hparams.min_crop_scale),
+            num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=epoch, os_cache=self.os_cache,
+        )
+
+    def val_dataloader(self):
+        _, val_rows = self.rows()
+        if len(val_rows) == 0:
+            return []
+        rank, world = distributed_context(self.trainer)
+        res = self.hparams.resolution
+        return eval_loader(self.beton, val_rows, self.eval_batch_size, lambda: eval_pipelines(res), f"eval:{res}",
+                           num_workers=self.num_workers, rank=rank, world_size=world, os_cache=self.os_cache)
