@@ -1,0 +1,140 @@
+"""Evaluate the OOD suite at the end of a run, log it, and write the run's result file."""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torchmetrics.classification import BinaryCalibrationError
+
+from callbacks.indexed_outcomes import IndexedOutcomes
+from study.results import result_path, write_result
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "lightning", "timm", "torchmetrics", "ffcv", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+class OODEvaluation(Callback):
+    """At the end of ``fit`` (and of ``test``), evaluates every benchmark the datamodule serves.
+
+    Contract with the datamodule: ``trainer.datamodule.ood_sets()`` returns
+    :class:`datamodules.ood.EvaluationSet` objects (name, benchmark, index, loader, size).
+    Every rank evaluates its own shard; outcomes are gathered by example index (each
+    example counted once) and every rank computes the same summary.
+
+    Logged to the trainer's logger (rank zero): ``ood/<key>/error`` for each result key
+    (``imagenet_a``, ..., ``imagenet_vid_w``), ``ood/<diagnostic>`` for the rest (e.g.
+    ``ood/imagenet_vid/pm0``), and ``ood/<benchmark>/ece`` (15-bin expected calibration error
+    of the top-1 confidence). Written (rank zero): ``<results_dir>/<run name>.json`` per the
+    schema of ``docs/results-schema.md`` when the run is a study cell (the module's
+    ``study_cell()`` has model, data size and steps), and always ``<log_dir>/ood_result.json``.
+    """
+
+    def __init__(self, results_dir: str = "runs/results", ece_bins: int = 15):
+        self.results_dir = Path(results_dir)
+        self.ece_bins = ece_bins
+        self.last_record: dict | None = None
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.evaluate(trainer, pl_module)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.evaluate(trainer, pl_module)
+
+    @torch.inference_mode()
+    def evaluate(self, trainer, pl_module) -> dict | None:
+        sets = trainer.datamodule.ood_sets() if hasattr(trainer.datamodule, "ood_sets") else []
+        if not sets:
+            return None
+        was_training = pl_module.training
+        pl_module.eval()
+        errors, metrics, settings, timings = {}, {}, {}, {}
+        for s in sets:
+            started = time.time()
+            outcomes = IndexedOutcomes().to(pl_module.device)
+            seen = 0
+            for images, labels, index in s.loader:
+                images, labels = images.to(pl_module.device, non_blocking=True), labels.to(pl_module.device)
+                with trainer.precision_plugin.forward_context():
+                    logits = pl_module(images)
+                correct, confidence = s.benchmark.outcomes(logits.float(), labels)
+                outcomes.update(index.to(pl_module.device), correct, confidence)
+                seen += len(labels)
+            if seen == 0:  # this rank's shard is empty; it still joins the gather below
+                empty = torch.zeros(0, device=pl_module.device)
+                outcomes.update(empty.long(), empty.bool(), empty)
+            index, correct, confidence = outcomes.compute()  # collective: called on every rank
+            if len(index) != s.size:
+                raise RuntimeError(f"{s.name}: evaluated {len(index)} distinct examples of {s.size}; the loader lost or invented examples")
+            summary = s.benchmark.summarize(correct.cpu().numpy(), confidence.cpu().numpy(), s.index)
+            for key, value in summary.items():
+                (errors if key in s.index.result_keys else metrics)[key] = float(value)
+            ece = BinaryCalibrationError(n_bins=self.ece_bins, norm="l1")(confidence.cpu(), correct.long().cpu())
+            metrics[f"{s.name}/ece"] = float(ece)
+            settings[s.name] = s.settings
+            timings[s.name] = {"seconds": round(time.time() - started, 3), "images": int(s.size)}
+        if was_training:
+            pl_module.train()
+        record = self._record(trainer, pl_module, errors, metrics, settings, timings)
+        self.last_record = record
+        if trainer.is_global_zero:
+            self._log(trainer, errors, metrics)
+            self._write(trainer, record)
+        return record
+
+    def _record(self, trainer, pl_module, errors, metrics, settings, timings) -> dict:
+        cell = pl_module.study_cell() if hasattr(pl_module, "study_cell") else {}
+        hparams = {k: v for k, v in dict(pl_module.hparams).items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
+        return {
+            **cell,
+            "model": cell.get("model") or getattr(pl_module, "backbone_name", type(pl_module).__name__),
+            "errors": errors,
+            "metrics": metrics,
+            "benchmark_settings": settings,
+            "downstream": {"module": type(pl_module).__name__, "hparams": hparams, "global_step": trainer.global_step},
+            "versions": _versions(),
+            "git_commit": _git_commit(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "timings": timings,
+        }
+
+    @staticmethod
+    def _log(trainer, errors, metrics) -> None:
+        scalars = {f"ood/{k}/error": v for k, v in errors.items()}
+        scalars.update({f"ood/{k}": v for k, v in metrics.items() if "/" in k and k.count("/") <= 2})
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=trainer.global_step)
+            logger.save()
+
+    def _write(self, trainer, record) -> None:
+        from datamodules.files import atomic_write_json
+
+        log_dir = Path(trainer.log_dir or ".")
+        atomic_write_json(log_dir / "ood_result.json", json.loads(json.dumps(record, default=str)))
+        if all(isinstance(record.get(k), int) for k in ("data_size", "steps")):
+            path = write_result(result_path(self.results_dir, record), record)
+            rank_zero_info(f"OOD result written to {path}")
+        else:
+            rank_zero_warn("this run is not a study cell (no upstream data size/steps): result kept in the log dir only")

@@ -1,0 +1,69 @@
+"""Shared LightningModule base: a timm backbone fed uint8 batches, with eval metrics."""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_modules.backbones import create_backbone
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a training loss is NaN/Inf; names the step and the last good checkpoint."""
+
+
+class ImageClassifier(L.LightningModule):
+    """A timm backbone (by name) that takes the datamodules' batches as they arrive.
+
+    Contract: batches are ``(uint8 images (B,3,H,W), int64 labels (B,), int64 indices (B,))``;
+    ``forward`` scales to [0, 1] and normalises with ``mean``/``std`` on the device (BiT:
+    0.5/0.5, i.e. pixels in [-1, 1]) and returns logits ``(B, num_classes)``.
+    Validation logs ``val/loss`` and ``val/top1`` (a torchmetrics object, synced across ranks).
+    """
+
+    def __init__(self, backbone: str, num_classes: int, mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
+                 std: tuple[float, float, float] = (0.5, 0.5, 0.5), channels_last: bool = False):
+        super().__init__()
+        self.backbone_name = backbone
+        self.model = create_backbone(backbone, num_classes)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.val_top1 = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() - self.mean) / self.std  # (B, 3, H, W) normalised
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        if not math.isfinite(loss.item()):
+            ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+            raise NonFiniteLossError(f"non-finite loss {loss.item()} at step {self.global_step}; last good checkpoint: {ckpt}")
+
+    def validation_step(self, batch, batch_idx):
+        images, labels, _ = batch
+        logits = self(images)
+        self.val_top1.update(logits, labels)
+        self.log("val/loss", F.cross_entropy(logits, labels), sync_dist=True, batch_size=len(labels))
+        self.log("val/top1", self.val_top1, batch_size=len(labels))
+
+    def test_step(self, batch, batch_idx):
+        self.validation_step(batch, batch_idx)
+
+    @staticmethod
+    def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+        """Weight decay on weights only: parameters with ``ndim <= 1`` (biases, norms) get none."""
+        decay = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim <= 1]
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def study_cell(self) -> dict:
+        """Identity of the run within a study (model, upstream data size and steps, seed)."""
+        raise NotImplementedError

@@ -1,0 +1,33 @@
+"""The project's LightningCLI: any LightningModule/DataModule by ``class_path``, TensorBoard logs."""
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+import lightning_modules.backbones  # noqa: F401 - registers the tiny BiT models with timm
+
+
+class StudyCLI(LightningCLI):
+    """LightningCLI with the values a module derives from its data linked, not repeated.
+
+    ``data.num_classes`` → ``model.num_classes`` and ``data.num_train_examples`` →
+    ``model.dataset_size`` (the HyperRule and the study cell are functions of it).
+    """
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.num_train_examples", "model.init_args.dataset_size", apply_on="instantiate")
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> StudyCLI:
+    """Run the CLI; ``args`` lets tests and the study runner call it in-process."""
+    return StudyCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs"}}},
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )

@@ -1,0 +1,140 @@
+"""Downstream fine-tuning with the BiT HyperRule (spec §3)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_modules import hyperrule
+from lightning_modules.backbones import load_backbone_weights
+from lightning_modules.classifier import ImageClassifier
+from lightning_modules.mixup import mix_batch, mixup_loss
+from lightning_modules.schedules import warmup_step_decay
+from lightning_modules.study_cell import current_seed, make_cell
+
+
+def read_upstream_checkpoint(path: str | Path) -> dict:
+    """A pre-training checkpoint, loaded with ``weights_only=True`` (no code execution)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"upstream checkpoint {path} not found; run the pre-training config first (python train.py fit --config configs/...)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - refuse anything that is not plain data
+        raise ValueError(f"refusing to load {path}: not a plain-data checkpoint ({type(err).__name__}: {err})") from err
+
+
+class FinetuneModule(ImageClassifier):
+    """Fine-tunes a pre-trained backbone on a downstream set by the BiT HyperRule.
+
+    The starting point is ``upstream_checkpoint`` (a Lightning checkpoint of
+    :class:`PretrainModule`; its backbone name and study cell come with it) or ``weights``
+    (a timm/BiT weight file from a local path), or nothing (training from scratch).
+    The head is replaced by a zero-initialised ``num_classes``-way one.
+
+    The HyperRule sets, from ``dataset_size`` (linked from the datamodule): steps, warmup,
+    decay boundaries and the MixUp alpha; ``lr`` 0.003, momentum 0.9, no weight decay.
+    Any of ``steps``/``warmup_steps``/``decay_steps``/``mixup_alpha`` given here overrides the
+    rule. ``schedule_scale`` multiplies every boundary of the rule (the miniature study
+    uses 0.1; leave 1.0 for real runs). ``trainer.max_steps`` is set from the schedule when
+    left at -1. The effective values are logged as hyper-parameters and in the result file.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        dataset_size: int,
+        backbone: str | None = None,
+        upstream_checkpoint: str | None = None,
+        weights: str | None = None,
+        lr: float = hyperrule.LR,
+        momentum: float = hyperrule.MOMENTUM,
+        steps: int | None = None,
+        warmup_steps: int | None = None,
+        decay_steps: list[int] | None = None,
+        mixup_alpha: float | None = None,
+        schedule_scale: float = 1.0,
+        mixup_seed: int = 0,
+        channels_last: bool = False,
+    ):
+        upstream = read_upstream_checkpoint(upstream_checkpoint) if upstream_checkpoint else None
+        if upstream is not None:
+            up_backbone = upstream["hyper_parameters"]["backbone"]
+            if backbone is not None and backbone != up_backbone:
+                raise ValueError(f"model.backbone={backbone!r} but {upstream_checkpoint} holds a {up_backbone!r}; drop model.backbone to take it from the checkpoint")
+            backbone = up_backbone
+        if backbone is None:
+            raise ValueError("set model.backbone (a timm name) or model.upstream_checkpoint")
+        if upstream is not None and weights is not None:
+            raise ValueError("set model.upstream_checkpoint or model.weights, not both")
+        super().__init__(backbone, num_classes, channels_last=channels_last)
+        self.save_hyperparameters()
+        if upstream is not None:
+            state = {k[len("model."):]: v for k, v in upstream["state_dict"].items() if k.startswith("model.")}
+            own = self.model.state_dict()
+            state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+            missing = [k for k in self.model.load_state_dict(state, strict=False).missing_keys if not k.startswith("head.")]
+            if missing:
+                raise ValueError(f"{upstream_checkpoint} does not match backbone {backbone!r}: missing {missing[:3]}")
+        elif weights is not None:
+            load_backbone_weights(self.model, weights)
+        head = self.model.get_classifier()
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        self.upstream_cell = dict(upstream.get("study_cell") or {}) if upstream is not None else {}
+
+        rule = hyperrule.schedule(dataset_size).scaled(schedule_scale)
+        self.schedule = hyperrule.Schedule(
+            steps if steps is not None else rule.steps,
+            warmup_steps if warmup_steps is not None else rule.warmup_steps,
+            tuple(decay_steps) if decay_steps is not None else rule.decay_steps,
+        )
+        self.mixup_alpha = mixup_alpha if mixup_alpha is not None else hyperrule.mixup_alpha(dataset_size)
+        self.mixup_generator = torch.Generator().manual_seed(mixup_seed)
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        configured = self.trainer.max_steps
+        if configured in (-1, None):
+            self.trainer.fit_loop.epoch_loop.max_steps = self.schedule.steps
+        elif configured != self.schedule.steps:
+            rank_zero_warn(f"trainer.max_steps={configured} overrides the HyperRule's {self.schedule.steps} steps")
+        self.hparams["effective_schedule"] = {
+            "steps": self.trainer.max_steps, "warmup_steps": self.schedule.warmup_steps,
+            "decay_steps": list(self.schedule.decay_steps), "mixup_alpha": self.mixup_alpha,
+        }
+
+    def training_step(self, batch, batch_idx):
+        images, labels, _ = batch
+        if self.mixup_alpha > 0:
+            mixed, perm, lam = mix_batch(images.float(), self.mixup_alpha, self.mixup_generator)
+            loss = mixup_loss(self(mixed), labels, perm, lam)
+        else:
+            loss = F.cross_entropy(self(images), labels)
+        self.check_finite(loss)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=len(labels))
+        return loss
+
+    def configure_optimizers(self):
+        s = self.schedule
+        optimizer = torch.optim.SGD(self.model.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum, weight_decay=hyperrule.WEIGHT_DECAY)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_step_decay(step, 1.0, s.warmup_steps, s.decay_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["mixup_generator_state"] = self.mixup_generator.get_state()
+        checkpoint["study_cell"] = self.study_cell()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "mixup_generator_state" in checkpoint:
+            self.mixup_generator.set_state(checkpoint["mixup_generator_state"])
+
+    def study_cell(self) -> dict:
+        """The upstream run's cell; without one (weights or scratch) data size and steps are None."""
+        if self.upstream_cell:
+            return dict(self.upstream_cell)
+        return make_cell(self.backbone_name, None, None, current_seed())
