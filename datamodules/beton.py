@@ -179,9 +179,13 @@ def write_beton(
     return manifest
 
 
-def convert_folder(src: Path, out: Path, settings: BetonSettings = BetonSettings(), num_workers: int = 2) -> dict:
-    """Convert ``src/<class>/*`` to ``out`` (classes in sorted folder order)."""
-    paths, labels, classes = scan_class_folder(src)
+def convert_folder(src: Path, out: Path, settings: BetonSettings = BetonSettings(), num_workers: int = 2,
+                   classes: Sequence[str] | None = None) -> dict:
+    """Convert ``src/<class>/*`` to ``out``; labels index ``classes`` (default: sorted folder names).
+
+    Pass the train set's class list when converting its val set, so both share indices.
+    """
+    paths, labels, classes = scan_class_folder(src, classes)
     return write_beton(out, paths, labels, classes, settings, source=str(Path(src).resolve()), num_workers=num_workers)
 
 

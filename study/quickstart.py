@@ -1,0 +1,80 @@
+"""``make quickstart``: the whole study in miniature on generated data, then the grid.
+
+Steps: generate the upstream/downstream/OOD sets in their release layouts (once), convert
+upstream and downstream to betons (once), run every cell of configs/miniature/study.yaml
+(pre-train → fine-tune → OOD evaluation → result file → grid), rebuild the report and
+print where everything is. Re-running skips what is done.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+from study.runner import StudyDefinition, run_study
+
+
+def generate_data(spec: dict) -> dict[str, Path]:
+    """Write the generated sets (idempotent) and the upstream/downstream betons; returns paths."""
+    from datamodules.beton import BetonSettings, convert_folder, read_manifest
+    from datamodules.synthetic.folders import upstream_wnids, write_imagenet1k_folders, write_imagenet21k_folder
+    from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
+    from datamodules.synthetic.ood_sets import write_ood_suite
+
+    root = Path(spec["root"])
+    seed, size = int(spec["seed"]), int(spec["image_size"])
+    betons = root / "betons"
+    settings = BetonSettings(max_resolution=size)
+    t = time.time()
+    upstream = write_imagenet21k_folder(root / "imagenet21k", upstream_wnids(spec["upstream_classes"]), spec["upstream_images_per_class"], seed, size)
+    downstream = write_imagenet1k_folders(root / "imagenet1k", MINIATURE_WNIDS, spec["downstream_train_per_class"], spec["downstream_val_per_class"], seed + 1, size)
+    print(f"data: upstream and downstream folders ready ({time.time() - t:.0f}s)", flush=True)
+    t = time.time()
+    write_ood_suite(root / "ood", downstream, MINIATURE_WNIDS, seed + 2, size)
+    print(f"data: OOD suite ready in its release layouts ({time.time() - t:.0f}s)", flush=True)
+    t = time.time()
+    convert_folder(upstream, betons / "upstream.beton", settings)
+    train = convert_folder(downstream / "train", betons / "downstream_train.beton", settings)
+    convert_folder(downstream / "val", betons / "downstream_val.beton", settings, classes=train["classes"])
+    read_manifest(betons / "upstream.beton")
+    print(f"data: betons ready under {betons} ({time.time() - t:.0f}s)", flush=True)
+    return {"root": root, "betons": betons}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", default="configs/miniature/study.yaml", help="study definition (axes + stage configs)")
+    args = parser.parse_args(argv)
+    started = time.time()
+    study = StudyDefinition.from_yaml(args.study)
+    generate_data(study.generate)
+    failures = run_study(study)
+
+    from study.report import rebuild_report
+
+    grid_dir = Path(study.runs_dir) / "grid"
+    report = rebuild_report(study.results_dir, grid_dir)
+    for message in report.messages:
+        print(f"report: {message}")
+    wall = time.time() - started
+    peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB → GiB
+    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print()
+    print(f"miniature study finished in {wall / 60:.1f} min (peak RSS: largest worker {peak_child:.2f} GiB, main {peak_self:.2f} GiB)")
+    print(f"  result files : {study.results_dir}/*.json")
+    print(f"  grid CSV     : {report.csv_path}")
+    for png in report.png_paths:
+        print(f"  heat-map     : {png}")
+    print(f"  TensorBoard  : {Path(study.runs_dir) / 'tb'}  →  .venv/bin/tensorboard --logdir {Path(study.runs_dir) / 'tb'}")
+    if failures:
+        print(f"{len(failures)} cell(s) failed:")
+        for line in failures:
+            print(f"  {line}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The folder → beton converter, its manifest, and the FFCV loaders built on it."""
+import json
+
+import numpy as np
+import pytest
+
+from datamodules.beton import convert_folder, manifest_path, read_manifest
+from datamodules.files import sha256_file
+from datamodules.ffcv_loaders import eval_loader, eval_shard, train_loader
+from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines, inception_train_pipelines
+from tests.conftest import WNIDS, write_colour_folder
+
+
+def test_manifest_records_settings_classes_counts_and_checksum(colour_beton):
+    manifest = read_manifest(colour_beton)
+    assert manifest["classes"] == list(WNIDS)
+    assert manifest["num_images"] == 24
+    assert manifest["class_counts"] == {w: 6 for w in WNIDS}
+    assert manifest["settings"]["jpeg_quality"] == 90 and manifest["settings"]["write_mode"] == "jpg"
+    assert manifest["sha256"] == sha256_file(colour_beton)
+    assert not list(colour_beton.parent.glob(".*.tmp"))  # nothing half-written left behind
+
+
+def test_rerun_with_same_settings_does_nothing(tmp_path):
+    write_colour_folder(tmp_path / "src", per_class=2)
+    convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1)
+    stamp = (tmp_path / "a.beton").stat().st_mtime_ns
+    convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1)
+    assert (tmp_path / "a.beton").stat().st_mtime_ns == stamp
+
+
+def test_missing_beton_names_path_and_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing\.beton.*python -m datamodules\.beton"):
+        read_manifest(tmp_path / "missing.beton")
+
+
+def test_unfinished_conversion_is_refused(tmp_path, colour_beton):
+    # a beton without its manifest is what a killed conversion leaves
+    (tmp_path / "half.beton").write_bytes(colour_beton.read_bytes())
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        read_manifest(tmp_path / "half.beton")
+
+
+def test_cli_reports_a_missing_source_in_one_line(tmp_path):
+    from datamodules.beton import main
+
+    with pytest.raises(SystemExit, match=f"error: {tmp_path / 'nope'} is not a folder"):
+        main([str(tmp_path / "nope"), str(tmp_path / "x.beton")])
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_eval_shards_cover_every_row_once(world):
+    rows = np.arange(11)
+    shards = [eval_shard(rows, r, world) for r in range(world)]
+    assert sorted(np.concatenate(shards).tolist()) == list(range(11))
+
+
+def test_eval_loader_yields_uint8_batches_in_order_without_padding(colour_beton):
+    rows = np.arange(24, dtype=np.uint32)
+    seen = []
+    for rank in range(2):
+        loader = eval_loader(colour_beton, rows[:23], 5, lambda: eval_pipelines(16), "eval:16", num_workers=1, rank=rank, world_size=2)
+        for images, labels, index in loader:
+            assert images.dtype.is_floating_point is False and tuple(images.shape[1:]) == (3, 16, 16)
+            seen.extend(index.tolist())
+    assert sorted(seen) == list(range(23))  # 23 rows over 2 ranks: no duplicate, none lost
+
+
+def test_labels_match_folders(colour_beton):
+    manifest = json.loads(manifest_path(colour_beton).read_text())
+    loader = eval_loader(colour_beton, np.arange(24, dtype=np.uint32), 8, lambda: eval_pipelines(16), "eval:16", num_workers=1, rank=0, world_size=1)
+    for images, labels, index in loader:
+        # conftest writes 6 images per class, class folders in sorted order
+        assert (labels == index // 6).all()
+    assert manifest["classes"] == sorted(manifest["classes"])
+
+
+@pytest.mark.parametrize("make_pipelines", [lambda: inception_train_pipelines(12), lambda: hyperrule_train_pipelines(20, 12)])
+def test_train_loader_shapes_and_seeded_order(colour_beton, make_pipelines):
+    # FFCV operations hold per-loader state: every loader gets fresh pipeline objects
+    def order(seed):
+        loader = train_loader(colour_beton, np.arange(24, dtype=np.uint32), 8, make_pipelines(), num_workers=1, seed=seed, world_size=1, epoch=0, os_cache=True)
+        out = []
+        for images, labels, index in loader:
+            assert tuple(images.shape) == (8, 3, 12, 12)
+            out.extend(index.tolist())
+        return out
+
+    assert order(0) == order(0) != order(1)
