@@ -23,9 +23,10 @@ class IndexedOutcomes(Metric):
         self.add_state("confidence", default=[], dist_reduce_fx="cat")
 
     def update(self, index: torch.Tensor, correct: torch.Tensor, confidence: torch.Tensor) -> None:
-        self.index.append(index.detach().long().flatten())
-        self.correct.append(correct.detach().float().flatten())
-        self.confidence.append(confidence.detach().float().flatten())
+        # copies: FFCV reuses its batch buffers, so a kept view would be overwritten
+        self.index.append(index.detach().flatten().to(torch.long, copy=True))
+        self.correct.append(correct.detach().flatten().to(torch.float32, copy=True))
+        self.confidence.append(confidence.detach().flatten().to(torch.float32, copy=True))
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(unique sorted indices, correct (bool), confidence)`` — one row per example."""

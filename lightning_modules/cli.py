@@ -20,7 +20,18 @@ class StudyCLI(LightningCLI):
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> StudyCLI:
-    """Run the CLI; ``args`` lets tests and the study runner call it in-process."""
+    """Run the CLI; ``args`` lets tests and the study runner call it in-process.
+
+    A missing dataset, beton or checkpoint ends the run with one line naming the path and
+    the command that creates it, not a traceback.
+    """
+    try:
+        return _build(args, run)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def _build(args: list[str] | None, run: bool) -> StudyCLI:
     return StudyCLI(
         L.LightningModule,
         L.LightningDataModule,

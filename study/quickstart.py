@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
+from datamodules.files import atomic_write_text
 from study.runner import StudyDefinition, run_study
 
 
@@ -21,7 +24,7 @@ def generate_data(spec: dict) -> dict[str, Path]:
     from datamodules.beton import BetonSettings, convert_folder, read_manifest
     from datamodules.synthetic.folders import upstream_wnids, write_imagenet1k_folders, write_imagenet21k_folder
     from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
-    from datamodules.synthetic.ood_sets import write_ood_suite
+    from datamodules.synthetic.ood_sets import expected_sizes, write_ood_suite
 
     root = Path(spec["root"])
     seed, size = int(spec["seed"]), int(spec["image_size"])
@@ -32,7 +35,12 @@ def generate_data(spec: dict) -> dict[str, Path]:
     downstream = write_imagenet1k_folders(root / "imagenet1k", MINIATURE_WNIDS, spec["downstream_train_per_class"], spec["downstream_val_per_class"], seed + 1, size)
     print(f"data: upstream and downstream folders ready ({time.time() - t:.0f}s)", flush=True)
     t = time.time()
-    write_ood_suite(root / "ood", downstream, MINIATURE_WNIDS, seed + 2, size)
+    ood = dict(spec.get("ood", {}))
+    write_ood_suite(root / "ood", downstream, MINIATURE_WNIDS, seed + 2, size, **ood)
+    sizes = expected_sizes(MINIATURE_WNIDS, **{k: v for k, v in ood.items() if k != "hard_pool"})
+    # the generated sets are small on purpose: tell each benchmark its size (real releases: leave unset)
+    options = {"data": {"init_args": {"benchmark_options": {name: {"expected_size": n} for name, n in sizes.items()}}}}
+    atomic_write_text(root / "ood_options.yaml", yaml.safe_dump(options, sort_keys=True))
     print(f"data: OOD suite ready in its release layouts ({time.time() - t:.0f}s)", flush=True)
     t = time.time()
     convert_folder(upstream, betons / "upstream.beton", settings)

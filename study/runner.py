@@ -45,6 +45,7 @@ class StudyDefinition:
     upstream_config: str
     downstream_config: str
     runs_dir: str
+    downstream_extra_configs: list[str] = field(default_factory=list)
     seed: int = 0
     workers: int = 1
     generate: dict = field(default_factory=dict)
@@ -84,7 +85,8 @@ def run_cell(study: StudyDefinition, cell: Cell) -> Path:
     checkpoint = up.trainer.checkpoint_callback.last_model_path
     if not checkpoint or not Path(checkpoint).exists():
         raise RuntimeError(f"{cell.name}: pre-training left no checkpoint")
-    _cli(["fit", "--config", study.downstream_config, *common,
+    extra = [arg for path in study.downstream_extra_configs for arg in ("--config", path)]
+    _cli(["fit", "--config", study.downstream_config, *extra, *common,
           "--model.init_args.upstream_checkpoint", checkpoint,
           "--trainer.logger.init_args.name", f"finetune/{cell.name}"])
     result = study.results_dir / f"{cell.name}.json"

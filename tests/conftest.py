@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361")
@@ -32,3 +33,55 @@ def colour_beton(tmp_path_factory) -> Path:
     write_colour_folder(root / "src")
     convert_folder(root / "src", root / "colour.beton", num_workers=1)
     return root / "colour.beton"
+
+
+def _stage_config(src: str, dst: Path, edit) -> Path:
+    config = yaml.safe_load(Path(src).read_text())
+    edit(config)
+    dst.write_text(yaml.safe_dump(config))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """Generated data in the real layouts (tiny), converted by the quickstart's own code."""
+    from study.quickstart import generate_data
+
+    root = tmp_path_factory.mktemp("world")
+    spec = {
+        "root": str(root / "data"), "seed": 0, "image_size": 32,
+        "upstream_classes": 6, "upstream_images_per_class": 10,
+        "downstream_train_per_class": 3, "downstream_val_per_class": 2,
+        "ood": {"per_class": 1, "c_per_class": 1, "videos_per_class": 1, "neighbours": 2, "hard_pool": 4},
+    }
+    generate_data(spec)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cell(world):
+    """Run one cell; returns (root, upstream checkpoint, finetune log dir)."""
+    data, runs = world / "data", world / "runs"
+
+    def pre(c):
+        c["trainer"]["logger"]["init_args"]["save_dir"] = str(runs / "tb")
+        c["data"]["init_args"].update(beton=str(data / "betons/upstream.beton"), holdout=10, subset_size=40, batch_size=8)
+
+    def fine(c):
+        c["trainer"]["logger"]["init_args"]["save_dir"] = str(runs / "tb")
+        c["trainer"]["callbacks"][0]["init_args"]["results_dir"] = str(runs / "results")
+        c["trainer"]["callbacks"][1]["init_args"].update(results_dir=str(runs / "results"), out_dir=str(runs / "grid"))
+        c["data"]["init_args"].update(train_beton=str(data / "betons/downstream_train.beton"), val_beton=str(data / "betons/downstream_val.beton"),
+                                      ood_root=str(data / "ood"), batch_size=8, eval_batch_size=32)
+        c["model"]["init_args"]["schedule_scale"] = 0.01  # 5 steps
+
+    from lightning_modules.cli import cli_main
+
+    up_cfg = _stage_config("configs/miniature/pretrain.yaml", world / "pre.yaml", pre)
+    ft_cfg = _stage_config("configs/miniature/finetune.yaml", world / "ft.yaml", fine)
+    quiet = ["--trainer.enable_progress_bar", "false"]
+    up = cli_main(["fit", "--config", str(up_cfg), "--trainer.max_steps", "4", *quiet])
+    ckpt = up.trainer.checkpoint_callback.last_model_path
+    ft = cli_main(["fit", "--config", str(ft_cfg), "--config", str(data / "ood_options.yaml"), *quiet,
+                   "--model.init_args.upstream_checkpoint", ckpt])
+    return world, Path(ckpt), Path(ft.trainer.log_dir), ft_cfg

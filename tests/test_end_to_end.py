@@ -1,0 +1,64 @@
+"""One study cell through the real CLI: pre-train → fine-tune → OOD suite → result → grid → TensorBoard."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_modules.cli import cli_main
+
+pytestmark = pytest.mark.slow
+
+
+def test_upstream_checkpoint_names_its_cell(cell):
+    _, ckpt, _, _ = cell
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved["study_cell"] == {"model": "resnetv2_tiny_bit", "data_size": 40, "steps": 4, "seed": 0}
+
+
+def test_result_file_has_every_benchmark_key(cell):
+    world, _, _, _ = cell
+    path = world / "runs/results/resnetv2_tiny_bit-size=40-steps=4-seed=0.json"
+    record = json.loads(path.read_text())
+    expected = {"imagenet_a", "imagenet_c", "imagenet_v2", "objectnet", "imagenet_vid", "ytbb", "imagenet_vid_w", "ytbb_w"}
+    assert set(record["errors"]) == expected
+    assert all(0.0 <= v <= 1.0 for v in record["errors"].values())
+    # pm10 demands the anchor and all neighbours: never easier than the anchor alone
+    assert record["errors"]["imagenet_vid_w"] >= record["errors"]["imagenet_vid"]
+    assert record["errors"]["ytbb_w"] >= record["errors"]["ytbb"]
+    assert record["downstream"]["hparams"]["effective_schedule"]["steps"] == 5
+
+
+def test_config_is_saved_in_the_versioned_log_dir(cell):
+    _, _, log_dir, _ = cell
+    assert log_dir.name.startswith("version_") and (log_dir / "config.yaml").exists()
+
+
+def test_tensorboard_has_ood_scalars_and_grid_images(cell):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, log_dir, _ = cell
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0}).Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    for key in ("imagenet_a", "imagenet_c", "imagenet_v2", "objectnet", "imagenet_vid", "ytbb", "imagenet_vid_w", "ytbb_w"):
+        assert f"ood/{key}/error" in scalars
+    assert {"ood/imagenet_vid/pm0", "ood/imagenet_vid/pm10", "ood/ytbb/pm0", "ood/ytbb/pm10"} <= scalars
+    assert "train/loss" in scalars
+    # a single cell has no reference-vs-other pair yet, but the grid's top panel exists (all zeros)
+    assert any(tag.startswith("grid/") for tag in images)
+
+
+def test_grid_files_written(cell):
+    world, _, _, _ = cell
+    csv = (world / "runs/grid/grid.csv").read_text().splitlines()
+    assert csv[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
+    assert any(line.startswith("top,resnetv2_tiny_bit,imagenet_a,4,40,0") for line in csv[1:])
+
+
+def test_missing_beton_is_one_clear_error(tmp_path):
+    missing = tmp_path / "nowhere" / "downstream_train.beton"
+    with pytest.raises(SystemExit, match=rf"error: {missing}.*python -m datamodules\.beton"):
+        cli_main(["fit", "--config", "configs/miniature/finetune.yaml", "--data.init_args.train_beton", str(missing),
+                  "--model.init_args.backbone", "resnetv2_tiny_bit"])
