@@ -6,7 +6,7 @@ from pathlib import Path
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from study.report import rebuild_report
+from study.report import NoResultsError, rebuild_report
 
 
 class GridReport(Callback):
@@ -31,7 +31,11 @@ class GridReport(Callback):
     def rebuild(self, trainer):
         if not trainer.is_global_zero or not self.results_dir.is_dir():
             return None
-        report = rebuild_report(self.results_dir, self.out_dir)
+        try:
+            report = rebuild_report(self.results_dir, self.out_dir, log_messages=False)
+        except NoResultsError as err:  # e.g. a run that is not a study cell: nothing to draw yet
+            rank_zero_info(f"grid: {err}")
+            return None
         for message in report.messages:
             rank_zero_info(f"grid: {message}")
         experiment = getattr(trainer.logger, "experiment", None)

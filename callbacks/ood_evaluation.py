@@ -110,6 +110,7 @@ class OODEvaluation(Callback):
         return {
             **cell,
             "model": cell.get("model") or getattr(pl_module, "backbone_name", type(pl_module).__name__),
+            "num_params": int(sum(p.numel() for p in pl_module.parameters())),  # orders models in the grid's bottom panels
             "errors": errors,
             "metrics": metrics,
             "benchmark_settings": settings,

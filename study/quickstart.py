@@ -21,7 +21,8 @@ from study.runner import StudyDefinition, run_study
 
 def generate_data(spec: dict) -> dict[str, Path]:
     """Write the generated sets (idempotent) and the upstream/downstream betons; returns paths."""
-    from datamodules.beton import BetonSettings, convert_folder, read_manifest
+    from datamodules.beton import BetonSettings, convert_folder
+    from datamodules.ood import OODSuite
     from datamodules.synthetic.folders import upstream_wnids, write_imagenet1k_folders, write_imagenet21k_folder
     from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
     from datamodules.synthetic.ood_sets import expected_sizes, write_ood_suite
@@ -46,8 +47,11 @@ def generate_data(spec: dict) -> dict[str, Path]:
     convert_folder(upstream, betons / "upstream.beton", settings)
     train = convert_folder(downstream / "train", betons / "downstream_train.beton", settings)
     convert_folder(downstream / "val", betons / "downstream_val.beton", settings, classes=train["classes"])
-    read_manifest(betons / "upstream.beton")
-    print(f"data: betons ready under {betons} ({time.time() - t:.0f}s)", flush=True)
+    # convert the benchmark sets now, once, rather than in the first two cells at the same time
+    suite = OODSuite(root / "ood", list(sizes), train["classes"], size, options["data"]["init_args"]["benchmark_options"])
+    for name in sizes:
+        suite.prepare(name)
+    print(f"data: betons ready under {betons} and {suite.cache} ({time.time() - t:.0f}s)", flush=True)
     return {"root": root, "betons": betons}
 
 

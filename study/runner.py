@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,10 +113,6 @@ def _worker(study: StudyDefinition, cell: Cell, threads: int) -> tuple[str, floa
     return cell.name, time.time() - started, error
 
 
-def _worker_args(args: tuple) -> tuple[str, float, str | None]:
-    return _worker(*args)
-
-
 def run_study(study: StudyDefinition) -> list[str]:
     """Run every pending cell, ``study.workers`` at a time; returns the failures (one line each)."""
     pending = [c for c in study.cells() if not study.is_done(c)]
@@ -125,10 +122,11 @@ def run_study(study: StudyDefinition) -> list[str]:
     pending.sort(key=lambda c: (-c.steps * (3 if "x3" in c.model else 1), c.model, c.data_size))
     threads = max(1, (os.cpu_count() or 1) // max(1, study.workers))
     failures = []
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(study.workers, maxtasksperchild=None) as pool:
-        results = pool.imap_unordered(_worker_args, [(study, c, threads) for c in pending])
-        for k, (name, seconds, error) in enumerate(results, 1):
+    # ProcessPoolExecutor's workers are not daemonic, so FFCV's writer may start processes in them
+    with ProcessPoolExecutor(study.workers, mp_context=mp.get_context("spawn")) as pool:
+        jobs = [pool.submit(_worker, study, c, threads) for c in pending]
+        for k, job in enumerate(as_completed(jobs), 1):
+            name, seconds, error = job.result()
             status = "done" if error is None else f"FAILED ({error}); log: {Path(study.runs_dir) / 'logs' / (name + '.log')}"
             print(f"[{done + k}/{len(study.cells())}] {name}: {status} in {seconds:.0f}s", flush=True)
             if error is not None:

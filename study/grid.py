@@ -1,0 +1,342 @@
+"""Figure-3 arithmetic: relative error reductions over the (steps x data size) grid.
+
+Pure Python (no numpy, no matplotlib): records in, rows out. The formula is the study
+spec's §1::
+
+    reduction(cell) = 100 * (err_ref - err_cell) / err_ref        # percent
+
+- ``top`` panel, per model and benchmark: ``err_ref`` is that model's error at its fewest
+  steps AND smallest data size (both minima over that model's records); the reference
+  cell reads 0.0, and cells can be negative (longer training on little data can hurt).
+- ``bottom`` panel, per benchmark and (steps, data_size) cell: ``err_ref`` is the smaller
+  model's error and ``err_cell`` the larger model's, model column ``"A->B"``.
+
+Several records in one (model, steps, data_size) cell — different seeds — are averaged
+(arithmetic mean of the errors, per benchmark, before the reduction is taken) and the count
+is kept in `CellError.n`; averaging first matches how a figure of one number per cell is read
+and keeps one noisy seed from producing a reduction of its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from study.results import BENCHMARKS, ResultSchemaError, atomic_write_bytes, validate_record
+
+CSV_COLUMNS: tuple[str, ...] = ("panel", "model", "benchmark", "steps", "data_size", "reduction_pct")
+PANELS: tuple[str, ...] = ("top", "bottom")
+
+
+def reduction_pct(err_ref: float, err_cell: float) -> float:
+    """Relative error reduction of `err_cell` w.r.t. `err_ref`, in percent.
+
+    ``100 * (err_ref - err_cell) / err_ref``: positive when the cell is better than the
+    reference, negative when worse (a cell with twice the reference's error reads -100).
+    Returns ``nan`` when ``err_ref == 0``: a relative change from a perfect reference is
+    undefined (0/0 if the cell is also perfect, -inf otherwise), and nan shows as a blank
+    heat-map cell instead of an infinite colour. Non-finite inputs propagate as nan.
+    """
+    if err_ref == 0:
+        return math.nan
+    return 100.0 * (err_ref - err_cell) / err_ref
+
+
+def pair_label(smaller: str, larger: str) -> str:
+    """Model column of a bottom-panel row: ``"A->B"`` (A the smaller model)."""
+    return f"{smaller}->{larger}"
+
+
+@dataclass(frozen=True)
+class CellError:
+    """Seed-averaged error of one (model, steps, data_size, benchmark) cell."""
+
+    mean: float
+    n: int  # number of result records averaged (one per seed)
+    seeds: tuple  # their seeds, None for unseeded runs
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One CSV row. `model` is a model name (top) or ``"A->B"`` (bottom).
+
+    `n_ref` / `n_cell`: how many records were averaged into the reference / the cell.
+    """
+
+    panel: str
+    model: str
+    benchmark: str
+    steps: int
+    data_size: int
+    reduction_pct: float
+    n_ref: int = 1
+    n_cell: int = 1
+
+
+@dataclass(frozen=True)
+class MissingCell:
+    """A grid cell with no value: no result for it (or, bottom, for one of the two models)."""
+
+    panel: str
+    model: str
+    benchmark: str
+    steps: int
+    data_size: int
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.panel} panel {self.model}, {self.benchmark}: cell (steps={self.steps}, "
+            f"data_size={self.data_size}) missing: {self.reason}"
+        )
+
+
+@dataclass
+class GridResult:
+    """Everything the heat-maps and the report need.
+
+    - `rows`: sorted by panel (top, bottom), model (size order; pairs in size order),
+      benchmark (Figure-3 order), steps, data_size. Cells without a value have no row.
+    - `missing`: every (panel, model, benchmark, steps, data_size) of the full grid with no row.
+    - `messages`: one-line notes (missing reference cells, ordering fallbacks, duplicates ...).
+    - `models`: smallest first; `pairs`: consecutive (smaller, larger) pairs of `models`.
+    - `benchmarks`: the known benchmarks found in at least one record, Figure-3 order.
+    - `steps`, `data_sizes`: the grid axes, ascending, the union over all records and models.
+    - `cells`: ``(model, steps, data_size, benchmark) -> CellError``.
+    - `references`: ``(model, benchmark) -> (steps, data_size)`` of each top-panel reference
+      that exists.
+    """
+
+    rows: list[GridRow] = field(default_factory=list)
+    missing: list[MissingCell] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    benchmarks: list[str] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    data_sizes: list[int] = field(default_factory=list)
+    cells: dict[tuple[str, int, int, str], CellError] = field(default_factory=dict)
+    references: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+    def panel_models(self) -> list[tuple[str, str]]:
+        """``(panel, model column)`` of every panel, in figure order."""
+        return [("top", m) for m in self.models] + [("bottom", pair_label(a, b)) for a, b in self.pairs]
+
+    def value(self, panel: str, model: str, benchmark: str, steps: int, data_size: int) -> float | None:
+        """Reduction of one cell, or None when the cell has no row."""
+        return self.values().get((panel, model, benchmark, steps, data_size))
+
+    def values(self) -> dict[tuple[str, str, str, int, int], float]:
+        """``(panel, model, benchmark, steps, data_size) -> reduction_pct`` of every row."""
+        return {(r.panel, r.model, r.benchmark, r.steps, r.data_size): r.reduction_pct for r in self.rows}
+
+
+def _num_params(record: dict) -> float | None:
+    for v in (record.get("num_params"), (record.get("metrics") or {}).get("num_params")):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
+            return v
+    return None
+
+
+def order_models(
+    records: Sequence[dict], model_order: Sequence[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Models of `records`, smallest first, and one-line notes on how the order was decided.
+
+    1. If every model's records carry ``num_params`` (top level, or ``metrics.num_params``):
+       ascending parameter count (ties by name). A model whose records disagree uses the max.
+    2. Else, if `model_order` is given: that order; models it does not name go last,
+       alphabetically, with a note.
+    3. Else alphabetical, with a note — alphabetical is a guess (``resnetv2_101x3`` sorts
+       before ``resnetv2_50x1``), so the note says how to fix it.
+    """
+    models = sorted({r["model"] for r in records})
+    notes: list[str] = []
+    params: dict[str, set] = defaultdict(set)
+    for r in records:
+        n = _num_params(r)
+        if n is not None:
+            params[r["model"]].add(n)
+    for m in models:
+        if len(params.get(m, ())) > 1:
+            notes.append(f"model {m}: records disagree on num_params {sorted(params[m])}; using the largest")
+
+    if models and all(params.get(m) for m in models):
+        by_params = sorted(models, key=lambda m: (max(params[m]), m))
+        if model_order is not None:
+            given = [m for m in model_order if m in models]
+            if given != [m for m in by_params if m in given]:
+                notes.append(
+                    f"model_order {list(model_order)} disagrees with num_params; "
+                    f"using num_params order {by_params}"
+                )
+        return by_params, notes
+
+    if model_order is not None:
+        ordered = [m for m in dict.fromkeys(model_order) if m in models]
+        rest = [m for m in models if m not in ordered]
+        if rest:
+            notes.append(f"models {rest} are not in model_order; placed last, alphabetically")
+        return ordered + rest, notes
+
+    if len(models) > 1:
+        notes.append(
+            f"model size order unknown (no num_params in the records, no model_order): "
+            f"using alphabetical order {models}; record num_params or pass model_order"
+        )
+    return models, notes
+
+
+def _average_cells(
+    records: Iterable[dict], benchmarks: Sequence[str]
+) -> tuple[dict[tuple[str, int, int, str], CellError], list[str]]:
+    errs: dict[tuple[str, int, int, str], list[float]] = defaultdict(list)
+    seeds: dict[tuple[str, int, int, str], list] = defaultdict(list)
+    known = set(benchmarks)
+    for r in records:
+        for b, e in r["errors"].items():
+            if b in known:
+                key = (r["model"], r["steps"], r["data_size"], b)
+                errs[key].append(float(e))
+                seeds[key].append(r["seed"])
+    cells = {k: CellError(math.fsum(v) / len(v), len(v), tuple(seeds[k])) for k, v in errs.items()}
+    notes = []
+    reported = set()
+    for (m, s, d, _b), sd in seeds.items():
+        dup = sorted({x for x in sd if sd.count(x) > 1}, key=lambda x: (x is None, x or 0))
+        if dup and (m, s, d) not in reported:
+            reported.add((m, s, d))
+            notes.append(
+                f"cell model={m} steps={s} data_size={d}: seed(s) {dup} appear in more than "
+                f"one result file; all of them are averaged"
+            )
+    return cells, notes
+
+
+def build_grid(
+    records: Iterable[dict],
+    *,
+    model_order: Sequence[str] | None = None,
+    benchmarks: Sequence[str] = BENCHMARKS,
+) -> GridResult:
+    """Top and bottom Figure-3 panels from result records (as returned by `read_results`).
+
+    Only keys in `benchmarks` (default: the eight Figure-3 keys) are used; other error keys
+    are ignored. Records failing `validate_record` are skipped with a message. Axes are the
+    union of steps and of data sizes over all records; a cell of that full grid without a
+    value is listed in `GridResult.missing` and has no row. A top panel whose reference cell
+    is missing gets a message and no rows (never an exception). With more than two models,
+    bottom panels compare each consecutive pair in size order (see `order_models`).
+    """
+    grid = GridResult()
+    valid = []
+    for r in records:
+        try:
+            validate_record(r)
+        except ResultSchemaError as e:
+            name = r.get("run_name", "?") if isinstance(r, dict) else "?"
+            grid.messages.append(f"skipped record {name}: {e}")
+            continue
+        valid.append(r)
+    if not valid:
+        grid.messages.append("no valid result records: the grid is empty")
+        return grid
+
+    grid.models, notes = order_models(valid, model_order)
+    grid.messages += notes
+    grid.pairs = list(zip(grid.models[:-1], grid.models[1:]))
+    grid.steps = sorted({r["steps"] for r in valid})
+    grid.data_sizes = sorted({r["data_size"] for r in valid})
+    present = {b for r in valid for b in r["errors"]}
+    grid.benchmarks = [b for b in benchmarks if b in present]
+    absent = [b for b in benchmarks if b not in present]
+    if absent:
+        grid.messages.append(f"no result has benchmark(s) {', '.join(absent)}: their panels are left out")
+    grid.cells, notes = _average_cells(valid, grid.benchmarks)
+    grid.messages += notes
+    cells = grid.cells
+    axes = [(s, d) for s in grid.steps for d in grid.data_sizes]
+
+    for m in grid.models:
+        mine = [r for r in valid if r["model"] == m]
+        ref = (min(r["steps"] for r in mine), min(r["data_size"] for r in mine))
+        for b in grid.benchmarks:
+            ref_cell = cells.get((m, ref[0], ref[1], b))
+            if ref_cell is None:
+                grid.messages.append(
+                    f"top panel for model {m}, benchmark {b}: reference cell "
+                    f"(steps={ref[0]}, data_size={ref[1]}) missing; no top-panel values for it"
+                )
+            else:
+                grid.references[(m, b)] = ref
+                if ref_cell.mean == 0:
+                    grid.messages.append(
+                        f"top panel for model {m}, benchmark {b}: reference error is 0, "
+                        f"relative reductions are undefined (nan)"
+                    )
+            for s, d in axes:
+                c = cells.get((m, s, d, b))
+                if c is None:
+                    grid.missing.append(MissingCell("top", m, b, s, d, f"no result for {m}"))
+                elif ref_cell is not None:
+                    grid.rows.append(
+                        GridRow("top", m, b, s, d, reduction_pct(ref_cell.mean, c.mean), ref_cell.n, c.n)
+                    )
+
+    if len(grid.models) == 1:
+        grid.messages.append(f"only one model ({grid.models[0]}): no bottom panel")
+    for a, bm in grid.pairs:
+        label = pair_label(a, bm)
+        for b in grid.benchmarks:
+            zero_noted = False
+            for s, d in axes:
+                ca, cb = cells.get((a, s, d, b)), cells.get((bm, s, d, b))
+                if ca is None or cb is None:
+                    lacking = " and ".join(x for x, c in ((a, ca), (bm, cb)) if c is None)
+                    grid.missing.append(MissingCell("bottom", label, b, s, d, f"no result for {lacking}"))
+                    continue
+                if ca.mean == 0 and not zero_noted:
+                    zero_noted = True
+                    grid.messages.append(
+                        f"bottom panel {label}, benchmark {b}: {a} has error 0 in some cells, "
+                        f"relative reductions there are undefined (nan)"
+                    )
+                grid.rows.append(GridRow("bottom", label, b, s, d, reduction_pct(ca.mean, cb.mean), ca.n, cb.n))
+
+    # Generation order is already this order; sorting makes the contract explicit.
+    rank = {pm: i for i, pm in enumerate(grid.panel_models())}
+    brank = {b: i for i, b in enumerate(benchmarks)}
+    grid.rows.sort(key=lambda r: (rank[(r.panel, r.model)], brank[r.benchmark], r.steps, r.data_size))
+    return grid
+
+
+def _fmt(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    r = round(x, 4)
+    return f"{(r if r != 0 else 0.0):.4f}"  # no "-0.0000"
+
+
+def grid_csv_text(grid: GridResult) -> str:
+    """The CSV `write_grid_csv` writes, as a string (rows in `GridResult.rows` order)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in grid.rows:
+        w.writerow([r.panel, r.model, r.benchmark, r.steps, r.data_size, _fmt(r.reduction_pct)])
+    return buf.getvalue()
+
+
+def write_grid_csv(grid: GridResult, path: Path) -> Path:
+    """Write the grid atomically as CSV and return `path`.
+
+    Header exactly ``panel,model,benchmark,steps,data_size,reduction_pct``; one row per cell
+    with a value, in `GridResult.rows` order (deterministic, see `build_grid`); reductions in
+    percent rounded to 4 decimals (``nan`` for an undefined reduction). Missing cells have no row.
+    """
+    return atomic_write_bytes(Path(path), grid_csv_text(grid).encode("utf-8"))

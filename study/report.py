@@ -1,0 +1,162 @@
+"""Rebuild the Figure-3 grid from a folder of result files.
+
+CLI::
+
+    python -m study.report RESULTS_DIR [--out OUT_DIR] [--model-order A,B,...]
+
+reads every ``*.json`` result under RESULTS_DIR, writes ``OUT_DIR/grid.csv`` and one PNG
+heat-map per panel (``top_<model>.png``, ``bottom_<A>-vs-<B>.png``). OUT_DIR defaults to
+``grid`` beside RESULTS_DIR (``runs/results`` → ``runs/grid``). Outputs go to stdout; every
+skipped file, missing reference cell and missing cell is one line on stderr. Exit status 0
+whenever at least one valid result was read (missing cells are normal while a study is
+running); 1 with a one-line error when RESULTS_DIR does not exist or holds no valid result.
+
+`rebuild_report` is the same thing as a function, for the grid-report callback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from matplotlib.figure import Figure
+
+from study.grid import GridResult, build_grid, write_grid_csv
+from study.heatmaps import grid_figures, save_figures
+from study.results import read_results
+
+log = logging.getLogger(__name__)
+
+# Said whenever there is nothing to read, so the user knows what fills the folder.
+PRODUCER_HINT = (
+    "result files are written by the OOD evaluation callback (callbacks/ood_evaluation.py) "
+    "at the end of each fine-tuning run; `python -m study.quickstart` runs the miniature study"
+)
+
+
+class NoResultsError(ValueError):
+    """The results folder holds no valid result file (message is one line)."""
+
+
+@dataclass
+class ReportOutput:
+    """What `rebuild_report` wrote and found.
+
+    `figures` maps the PNG stem (``top_<model>``, ``bottom_<A>-vs-<B>``) to its Figure, for
+    ``SummaryWriter.add_figure``; `messages` are one-line notes (skipped files, missing
+    reference cells, grouped missing cells, ordering fallbacks), in that order.
+    """
+
+    results_dir: Path
+    out_dir: Path
+    csv_path: Path
+    png_paths: list[Path]
+    figures: dict[str, Figure]
+    messages: list[str]
+    grid: GridResult
+    n_results: int
+    n_skipped: int = 0
+
+
+def default_out_dir(results_dir: Path) -> Path:
+    """``grid`` beside `results_dir`: ``runs/results`` → ``runs/grid``."""
+    return Path(results_dir).resolve().parent / "grid"
+
+
+def missing_summary(grid: GridResult) -> list[str]:
+    """`grid.missing` grouped into one line per (panel, model, steps, data_size)."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for c in grid.missing:
+        groups[(c.panel, c.model, c.steps, c.data_size)].append(c)
+    lines = []
+    for (panel, model, s, d), cells in groups.items():
+        benches = [c.benchmark for c in cells]
+        which = "all benchmarks" if set(benches) == set(grid.benchmarks) else ", ".join(benches)
+        reasons = "; ".join(dict.fromkeys(c.reason for c in cells))
+        lines.append(f"missing: {panel} panel {model}, cell (steps={s}, data_size={d}), {which}: {reasons}")
+    return lines
+
+
+def rebuild_report(
+    results_dir: Path,
+    out_dir: Path | None = None,
+    *,
+    model_order: Sequence[str] | None = None,
+    log_messages: bool = True,
+) -> ReportOutput:
+    """Read `results_dir`, build the grid, write ``out_dir/grid.csv`` and the PNG heat-maps.
+
+    `out_dir` defaults to `default_out_dir(results_dir)`. Missing cells and missing reference
+    cells are reported in `ReportOutput.messages`, never raised; with `log_messages` each
+    message is also logged as a warning (logger ``study.report``). Raises `FileNotFoundError`
+    if `results_dir` is not a directory and `NoResultsError` if it holds no valid result.
+    Files are written atomically, so a reader (TensorBoard, a person) never sees half a PNG.
+    """
+    results_dir = Path(results_dir)
+    out_dir = default_out_dir(results_dir) if out_dir is None else Path(out_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results folder {results_dir} does not exist; {PRODUCER_HINT}")
+    records, skipped = read_results(results_dir, warn=False)
+    if not records:
+        extra = f" ({len(skipped)} file(s) skipped as invalid)" if skipped else ""
+        raise NoResultsError(f"no valid result file in {results_dir}{extra}; {PRODUCER_HINT}")
+    grid = build_grid(records, model_order=model_order)
+    messages = list(skipped) + grid.messages + missing_summary(grid)
+    if log_messages:
+        for m in messages:
+            log.warning(m)
+    csv_path = write_grid_csv(grid, out_dir / "grid.csv")
+    figures = grid_figures(grid)
+    png_paths = save_figures(figures, out_dir)
+    return ReportOutput(
+        results_dir=results_dir,
+        out_dir=out_dir,
+        csv_path=csv_path,
+        png_paths=png_paths,
+        figures=figures,
+        messages=messages,
+        grid=grid,
+        n_results=len(records),
+        n_skipped=len(skipped),
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m study.report",
+        description="Rebuild the Figure-3 grid (grid.csv + PNG heat-maps) from a folder of result files.",
+    )
+    p.add_argument("results_dir", type=Path, metavar="RESULTS_DIR",
+                   help="folder searched recursively for *.json result files")
+    p.add_argument("--out", type=Path, default=None, metavar="OUT_DIR",
+                   help="output folder (default: 'grid' beside RESULTS_DIR)")
+    p.add_argument("--model-order", default=None, metavar="A,B,...",
+                   help="models smallest first; used only when the results carry no num_params")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (see the module docstring)."""
+    args = _parser().parse_args(argv)
+    order = [m.strip() for m in args.model_order.split(",") if m.strip()] if args.model_order else None
+    try:
+        out = rebuild_report(args.results_dir, args.out, model_order=order, log_messages=False)
+    except (FileNotFoundError, NoResultsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for m in out.messages:
+        print(m, file=sys.stderr)
+    print(f"read {out.n_results} result file(s) from {out.results_dir} ({out.n_skipped} skipped)")
+    print(f"wrote {out.csv_path} ({len(out.grid.rows)} rows)")
+    for p in out.png_paths:
+        print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

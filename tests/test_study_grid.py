@@ -1,0 +1,194 @@
+"""Figure-3 arithmetic, checked against reductions computed by hand."""
+
+import math
+
+import pytest
+
+from study.grid import CSV_COLUMNS, build_grid, order_models, reduction_pct, write_grid_csv
+
+STEPS = (100, 200, 400)
+SIZES = (1000, 2000, 4000)
+# imagenet_a errors, rows = steps (100, 200, 400), columns = sizes (1000, 2000, 4000).
+SMALL_A = ((0.50, 0.45, 0.40), (0.48, 0.40, 0.35), (0.55, 0.38, 0.30))
+BIG_A = ((0.40, 0.36, 0.30), (0.38, 0.30, 0.25), (0.42, 0.28, 0.20))
+# Alphabetical order (big_model < small_model) is the wrong size order on purpose:
+# only num_params can put small_model first.
+PARAMS = {"small_model": 1_000, "big_model": 9_000}
+
+
+def records(skip=(), seeds=(0,)):
+    out = []
+    for model, table, obj in (("small_model", SMALL_A, 0.6), ("big_model", BIG_A, 0.3)):
+        for i, s in enumerate(STEPS):
+            for j, d in enumerate(SIZES):
+                if (model, s, d) in skip:
+                    continue
+                for seed in seeds:
+                    out.append(dict(model=model, data_size=d, steps=s, seed=seed,
+                                    errors={"imagenet_a": table[i][j], "objectnet": obj, "not_a_bench": 0.1},
+                                    metrics={"num_params": PARAMS[model]}))
+    return out
+
+
+def test_reduction_formula():
+    assert reduction_pct(0.5, 0.4) == pytest.approx(20.0)
+    assert reduction_pct(0.5, 0.6) == pytest.approx(-20.0)  # worse than the reference
+    assert reduction_pct(0.2, 0.4) == pytest.approx(-100.0)
+    assert reduction_pct(0.4, 0.0) == pytest.approx(100.0)
+    assert reduction_pct(0.3, 0.3) == 0.0
+    assert math.isnan(reduction_pct(0.0, 0.1)) and math.isnan(reduction_pct(0.0, 0.0))
+
+
+def test_full_grid_hand_computed():
+    g = build_grid(records())
+    assert g.models == ["small_model", "big_model"]
+    assert g.pairs == [("small_model", "big_model")]
+    assert g.benchmarks == ["imagenet_a", "objectnet"]  # Figure-3 order; unknown key ignored
+    assert g.steps == list(STEPS) and g.data_sizes == list(SIZES)
+    assert g.missing == []
+    assert len(g.rows) == 2 * (9 + 9 + 9)
+    v = g.value
+    assert v("top", "small_model", "imagenet_a", 100, 1000) == 0.0  # the reference
+    assert v("top", "small_model", "imagenet_a", 400, 4000) == pytest.approx(40.0)  # (.5-.3)/.5
+    assert v("top", "small_model", "imagenet_a", 200, 2000) == pytest.approx(20.0)  # (.5-.4)/.5
+    assert v("top", "small_model", "imagenet_a", 400, 1000) == pytest.approx(-10.0)  # (.5-.55)/.5
+    assert v("top", "big_model", "imagenet_a", 400, 4000) == pytest.approx(50.0)  # (.4-.2)/.4
+    assert v("top", "big_model", "imagenet_a", 400, 1000) == pytest.approx(-5.0)  # (.4-.42)/.4
+    pair = "small_model->big_model"
+    assert v("bottom", pair, "imagenet_a", 100, 1000) == pytest.approx(20.0)  # (.5-.4)/.5
+    assert v("bottom", pair, "imagenet_a", 400, 4000) == pytest.approx(100 / 3)  # (.3-.2)/.3
+    assert v("bottom", pair, "imagenet_a", 400, 1000) == pytest.approx(1300 / 55)  # (.55-.42)/.55
+    assert v("bottom", pair, "objectnet", 200, 2000) == pytest.approx(50.0)
+    assert all(r.reduction_pct == 0.0 for r in g.rows if r.panel == "top" and r.benchmark == "objectnet")
+    # deterministic order: top small, top big, bottom; benchmark; steps; size
+    keys = [(r.panel, r.model, r.benchmark, r.steps, r.data_size) for r in g.rows]
+    assert keys[0] == ("top", "small_model", "imagenet_a", 100, 1000)
+    assert keys[1] == ("top", "small_model", "imagenet_a", 100, 2000)
+    assert keys[9] == ("top", "small_model", "objectnet", 100, 1000)
+    assert keys[18] == ("top", "big_model", "imagenet_a", 100, 1000)
+    assert keys[36] == ("bottom", pair, "imagenet_a", 100, 1000)
+
+
+def test_missing_cells_and_missing_reference():
+    skip = {("small_model", 100, 1000), ("big_model", 400, 4000)}
+    g = build_grid(records(skip=skip))  # must not raise
+    ref_msgs = [m for m in g.messages if "reference cell" in m]
+    assert sorted(ref_msgs) == sorted(
+        f"top panel for model small_model, benchmark {b}: reference cell (steps=100, data_size=1000) "
+        f"missing; no top-panel values for it" for b in ("imagenet_a", "objectnet"))
+    assert not [r for r in g.rows if r.panel == "top" and r.model == "small_model"]
+    # big_model keeps its reference (100, 1000): 8 cells per benchmark
+    big = [r for r in g.rows if r.model == "big_model"]
+    assert len(big) == 2 * 8
+    assert g.value("top", "big_model", "imagenet_a", 400, 2000) == pytest.approx(30.0)  # (.4-.28)/.4
+    bottom = [r for r in g.rows if r.panel == "bottom"]
+    assert len(bottom) == 2 * 7
+    assert g.value("bottom", "small_model->big_model", "imagenet_a", 100, 1000) is None
+    missing = {(c.panel, c.model, c.benchmark, c.steps, c.data_size) for c in g.missing}
+    assert missing == {
+        ("top", "small_model", b, 100, 1000) for b in ("imagenet_a", "objectnet")
+    } | {("top", "big_model", b, 400, 4000) for b in ("imagenet_a", "objectnet")} | {
+        ("bottom", "small_model->big_model", b, s, d)
+        for b in ("imagenet_a", "objectnet") for s, d in ((100, 1000), (400, 4000))}
+    [c] = [c for c in g.missing if c.panel == "bottom" and c.steps == 100 and c.benchmark == "imagenet_a"]
+    assert "no result for small_model" in str(c) and "big_model" not in c.reason
+
+
+def test_reference_lacking_one_benchmark():
+    recs = records()
+    for r in recs:
+        if (r["model"], r["steps"], r["data_size"]) == ("small_model", 100, 1000):
+            del r["errors"]["objectnet"]
+    g = build_grid(recs)
+    assert [m for m in g.messages if "reference" in m] == [
+        "top panel for model small_model, benchmark objectnet: reference cell (steps=100, "
+        "data_size=1000) missing; no top-panel values for it"]
+    assert g.value("top", "small_model", "imagenet_a", 400, 4000) == pytest.approx(40.0)
+
+
+def test_seed_averaging():
+    recs = [
+        dict(model="m", steps=10, data_size=100, seed=0, errors={"imagenet_a": 0.4}),
+        dict(model="m", steps=10, data_size=100, seed=1, errors={"imagenet_a": 0.6}),  # mean .5
+        dict(model="m", steps=10, data_size=200, seed=0, errors={"imagenet_a": 0.3}),
+        dict(model="m", steps=10, data_size=200, seed=1, errors={"imagenet_a": 0.5}),  # mean .4
+        dict(model="m", steps=20, data_size=100, seed=0, errors={"imagenet_a": 0.45}),
+    ]
+    g = build_grid(recs)
+    assert g.cells[("m", 10, 100, "imagenet_a")].mean == pytest.approx(0.5)
+    assert g.cells[("m", 10, 100, "imagenet_a")].n == 2
+    [r] = [r for r in g.rows if (r.steps, r.data_size) == (10, 200)]
+    assert r.reduction_pct == pytest.approx(20.0) and (r.n_ref, r.n_cell) == (2, 2)
+    [r] = [r for r in g.rows if (r.steps, r.data_size) == (20, 100)]
+    assert r.reduction_pct == pytest.approx(10.0) and r.n_cell == 1
+    assert [(c.steps, c.data_size) for c in g.missing] == [(20, 200)]
+    assert "only one model (m): no bottom panel" in g.messages
+    # the same seed twice (a rerun copied aside) is averaged and noted
+    g2 = build_grid(recs + [dict(model="m", steps=20, data_size=100, seed=0, errors={"imagenet_a": 0.25})])
+    assert g2.cells[("m", 20, 100, "imagenet_a")].mean == pytest.approx(0.35)
+    assert any("seed(s) [0]" in m and "steps=20" in m for m in g2.messages)
+
+
+def _two(a, b, **extra_a):
+    return [dict(model=a, steps=1, data_size=1, seed=0, errors={"imagenet_a": 0.5}, **extra_a),
+            dict(model=b, steps=1, data_size=1, seed=0, errors={"imagenet_a": 0.4})]
+
+
+def test_bottom_naming_and_model_order():
+    g = build_grid(_two("zeta", "alpha"))
+    # no size information: alphabetical, said out loud
+    assert g.pairs == [("alpha", "zeta")]
+    assert any("alphabetical" in m for m in g.messages)
+    assert g.value("bottom", "alpha->zeta", "imagenet_a", 1, 1) == pytest.approx(-25.0)  # (.4-.5)/.4
+    g = build_grid(_two("zeta", "alpha"), model_order=["zeta", "alpha"])
+    assert [r.model for r in g.rows if r.panel == "bottom"] == ["zeta->alpha"]
+    assert g.value("bottom", "zeta->alpha", "imagenet_a", 1, 1) == pytest.approx(20.0)  # (.5-.4)/.5
+    assert not any("alphabetical" in m for m in g.messages)
+
+
+def test_num_params_decides_order():
+    recs = _two("zeta", "alpha", num_params=5)
+    recs[1]["num_params"] = 50
+    order, notes = order_models(recs, model_order=["alpha", "zeta"])
+    assert order == ["zeta", "alpha"] and any("disagrees" in n for n in notes)
+    three = recs + [dict(model="mid", steps=1, data_size=1, seed=0, errors={"imagenet_a": 0.45},
+                         metrics={"num_params": 20})]
+    g = build_grid(three)
+    assert g.models == ["zeta", "mid", "alpha"]
+    assert [r.model for r in g.rows if r.panel == "bottom"] == ["zeta->mid", "mid->alpha"]
+    assert g.value("bottom", "mid->alpha", "imagenet_a", 1, 1) == pytest.approx(100 * 0.05 / 0.45)
+
+
+def test_zero_reference_is_nan_with_message(tmp_path):
+    recs = [dict(model="m", steps=1, data_size=1, seed=0, errors={"imagenet_a": 0.0}),
+            dict(model="m", steps=2, data_size=1, seed=0, errors={"imagenet_a": 0.1})]
+    g = build_grid(recs)
+    assert any("reference error is 0" in m for m in g.messages)
+    assert math.isnan(g.value("top", "m", "imagenet_a", 2, 1))
+    text = write_grid_csv(g, tmp_path / "g.csv").read_text()
+    assert text.splitlines()[1:] == ["top,m,imagenet_a,1,1,nan", "top,m,imagenet_a,2,1,nan"]
+
+
+def test_csv_header_and_content(tmp_path):
+    path = write_grid_csv(build_grid(records()), tmp_path / "out" / "grid.csv")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
+    assert tuple(lines[0].split(",")) == CSV_COLUMNS
+    assert len(lines) == 1 + 54
+    assert lines[1] == "top,small_model,imagenet_a,100,1000,0.0000"
+    assert "top,small_model,imagenet_a,400,1000,-10.0000" in lines
+    assert "top,big_model,imagenet_a,400,4000,50.0000" in lines
+    assert "bottom,small_model->big_model,imagenet_a,400,1000,23.6364" in lines
+    assert "bottom,small_model->big_model,imagenet_a,400,4000,33.3333" in lines
+    assert not any("-0.0000" in ln for ln in lines)
+    assert [p.name for p in path.parent.iterdir()] == ["grid.csv"]  # no temp file left
+    # writing twice gives the same bytes (deterministic order)
+    assert write_grid_csv(build_grid(list(reversed(records()))), tmp_path / "b.csv").read_text() == path.read_text()
+
+
+def test_invalid_records_skipped_by_grid():
+    recs = records() + [dict(model="x", steps=1, data_size=1, seed=0, errors={"imagenet_a": 2.0})]
+    g = build_grid(recs)
+    assert "x" not in g.models and any(m.startswith("skipped record") for m in g.messages)
+    empty = build_grid([])
+    assert empty.rows == [] and empty.messages

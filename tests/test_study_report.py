@@ -1,0 +1,155 @@
+"""Heat-maps and the report CLI (small grids: one or two benchmarks keep rendering fast)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from study.grid import build_grid
+from study.heatmaps import count_labels, figure_key, format_count, grid_figures, save_figures
+from study.report import main, rebuild_report
+from study.results import result_path, write_result
+
+REPO = Path(__file__).resolve().parents[1]
+
+# imagenet_a errors; (steps, size) -> error. Small model reference (10, 1000) = 0.5.
+SMALL = {(10, 1000): 0.50, (10, 2000): 0.40, (20, 1000): 0.55, (20, 2000): 0.30}
+BIG = {(10, 1000): 0.40, (10, 2000): 0.30, (20, 1000): 0.44, (20, 2000): 0.15}
+
+
+def write_study(folder, skip=(), benches=("imagenet_a",)):
+    for model, table, n in (("small_model", SMALL, 10), ("big_model", BIG, 90)):
+        for (s, d), e in table.items():
+            if (model, s, d) in skip:
+                continue
+            r = dict(model=model, steps=s, data_size=d, seed=0, num_params=n,
+                     errors={b: e for b in benches})
+            write_result(result_path(folder, r), r)
+
+
+def test_format_count():
+    assert format_count(1000) == "1K"
+    assert format_count(2500) == "2.5K"
+    assert format_count(1_000_000) == "1M"
+    assert format_count(112_000) == "112K"
+    assert format_count(457_032) == "457K"
+    assert format_count(1_120_000) == "1.12M"
+    assert format_count(13_000_000) == "13M"
+    assert format_count(400) == "400"
+    assert format_count(999_999) == "1M"
+    assert count_labels([1_000_000, 1_001_000]) == ["1M", "1.001M"]  # never two equal ticks
+
+
+def test_figure_keys_and_layout():
+    g = build_grid([dict(model=m, steps=s, data_size=d, seed=0, num_params=n,
+                         errors={"imagenet_a": t[(s, d)], "imagenet_v2": 0.5})
+                    for m, t, n in (("small_model", SMALL, 1), ("big_model", BIG, 2)) for s, d in t
+                    if (m, s, d) != ("big_model", 20, 2000)])
+    figs = grid_figures(g)
+    assert list(figs) == ["top_small_model", "top_big_model", "bottom_small_model-vs-big_model"]
+    assert figure_key("bottom", "a/b->c") == "bottom_a_b-vs-c"
+    fig = figs["top_small_model"]
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["ImageNet-A", "ImageNet-V2"]
+    ax = axes[0]
+    assert ax.get_xlabel() == "Dataset size" and ax.get_ylabel() == "Training steps"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1K", "2K"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["10", "20"]
+    # fewest steps at the bottom: image origin lower, y = row index of steps
+    assert ax.get_ylim()[0] < ax.get_ylim()[1]
+    texts = {(t.get_position(), t.get_text()) for t in ax.texts}
+    # (steps=20, size=2000) = 100*(.5-.3)/.5 = 40.0; (20, 1000) = 100*(.5-.55)/.5 = -10.0
+    assert ((1, 1), "40.0") in texts and ((0, 1), "-10.0") in texts and ((0, 0), "0.0") in texts
+    # the missing cell of big_model is blank (no annotation), the others are there
+    big_ax = [a for a in figs["top_big_model"].axes if a.get_title() == "ImageNet-A"][0]
+    big_texts = {t.get_position(): t.get_text() for t in big_ax.texts}
+    assert (1, 1) not in big_texts and big_texts[(1, 0)] == "25.0"  # (.4-.3)/.4
+    # shared colour scale, symmetric around 0
+    norms = {(im.norm.vmin, im.norm.vmax) for a in fig.axes for im in a.images}
+    assert len(norms) == 1 and (lambda lo_hi: lo_hi[0] == -lo_hi[1])(norms.pop())
+
+
+def test_save_figures_real_pngs(tmp_path):
+    g = build_grid([dict(model="m", steps=s, data_size=d, seed=0, errors={"imagenet_a": e})
+                    for (s, d), e in SMALL.items()])
+    paths = save_figures(grid_figures(g), tmp_path / "png")
+    assert [p.name for p in paths] == ["top_m.png"]
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["top_m.png"]  # no temp files
+    with Image.open(paths[0]) as im:
+        assert im.format == "PNG" and im.width > 200 and im.height > 150
+        lo_hi = im.convert("L").getextrema()
+        assert lo_hi[1] - lo_hi[0] > 100  # not a blank canvas
+    assert paths[0].stat().st_size > 5_000
+
+
+def test_cli_main_writes_csv_and_pngs(tmp_path, capsys):
+    results = tmp_path / "runs" / "results"
+    write_study(results)
+    (results / "broken.json").write_text('{"model": "small_mo')  # a run killed mid-write
+    assert main([str(results)]) == 0  # default OUT_DIR: runs/grid
+    out, err = capsys.readouterr()
+    grid_dir = tmp_path / "runs" / "grid"
+    csv_lines = (grid_dir / "grid.csv").read_text().splitlines()
+    assert csv_lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
+    assert "top,small_model,imagenet_a,20,2000,40.0000" in csv_lines
+    assert "top,big_model,imagenet_a,20,2000,62.5000" in csv_lines  # (.4-.15)/.4
+    assert "bottom,small_model->big_model,imagenet_a,20,2000,50.0000" in csv_lines  # (.3-.15)/.3
+    assert len(csv_lines) == 1 + 12
+    pngs = sorted(grid_dir.glob("*.png"))
+    assert [p.name for p in pngs] == ["bottom_small_model-vs-big_model.png",
+                                      "top_big_model.png", "top_small_model.png"]
+    for p in pngs:
+        with Image.open(p) as im:
+            im.verify()
+        assert p.stat().st_size > 5_000
+        assert str(p) in out
+    assert str(grid_dir / "grid.csv") in out
+    assert f"skipped {results / 'broken.json'}: not valid JSON" in err
+
+
+def test_cli_partial_grid_reports_and_exits_zero(tmp_path, capsys):
+    results = tmp_path / "results"
+    write_study(results, skip={("small_model", 10, 1000), ("big_model", 20, 2000)})
+    assert main([str(results), "--out", str(tmp_path / "o")]) == 0
+    out, err = capsys.readouterr()
+    assert ("top panel for model small_model, benchmark imagenet_a: reference cell "
+            "(steps=10, data_size=1000) missing") in err
+    assert "missing: top panel big_model, cell (steps=20, data_size=2000), all benchmarks" in err
+    lines = (tmp_path / "o" / "grid.csv").read_text().splitlines()
+    assert not [ln for ln in lines if ln.startswith("top,small_model")]
+    assert len(lines) == 1 + 3 + 2  # big top: 3 cells; bottom: 2 cells present for both
+
+
+def test_cli_missing_and_empty_folder(tmp_path, capsys):
+    missing = tmp_path / "no_such_results"
+    assert main([str(missing)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error:") and str(missing) in err
+    assert "does not exist" in err and "callbacks/ood_evaluation.py" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "bad.json").write_text("{}")
+    assert main([str(empty)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no valid result file in") and "1 file(s) skipped" in err
+    assert not (tmp_path / "grid").exists()
+
+
+def test_rebuild_report_for_callbacks(tmp_path):
+    write_study(tmp_path / "r", benches=("imagenet_a", "ytbb_w"))
+    out = rebuild_report(tmp_path / "r", tmp_path / "g", log_messages=False)
+    assert out.csv_path == tmp_path / "g" / "grid.csv" and out.n_results == 8
+    assert set(out.figures) == {p.stem for p in out.png_paths}
+    assert out.grid.benchmarks == ["imagenet_a", "ytbb_w"]
+    with pytest.raises(FileNotFoundError):
+        rebuild_report(tmp_path / "nope", tmp_path / "g")
+
+
+def test_module_entry_point_subprocess(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "study.report", str(tmp_path / "absent")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: results folder") and "absent" in proc.stderr
+    assert "Traceback" not in proc.stderr
