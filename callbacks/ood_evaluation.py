@@ -99,9 +99,10 @@ class OODEvaluation(Callback):
             pl_module.train()
         record = self._record(trainer, pl_module, errors, metrics, settings, timings)
         self.last_record = record
+        log_dir = Path(trainer.log_dir or ".")  # a broadcast under DDP: every rank must ask
         if trainer.is_global_zero:
             self._log(trainer, errors, metrics)
-            self._write(trainer, record)
+            self._write(log_dir, record)
         return record
 
     def _record(self, trainer, pl_module, errors, metrics, settings, timings) -> dict:
@@ -129,10 +130,9 @@ class OODEvaluation(Callback):
             logger.log_metrics(scalars, step=trainer.global_step)
             logger.save()
 
-    def _write(self, trainer, record) -> None:
+    def _write(self, log_dir: Path, record) -> None:
         from datamodules.files import atomic_write_json
 
-        log_dir = Path(trainer.log_dir or ".")
         atomic_write_json(log_dir / "ood_result.json", json.loads(json.dumps(record, default=str)))
         if all(isinstance(record.get(k), int) for k in ("data_size", "steps")):
             path = write_result(result_path(self.results_dir, record), record)

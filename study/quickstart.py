@@ -8,9 +8,11 @@ print where everything is. Re-running skips what is done.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -61,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.time()
     study = StudyDefinition.from_yaml(args.study)
-    generate_data(study.generate)
+    # in a child process, so this coordinating process never holds torch/FFCV in memory
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        pool.submit(generate_data, study.generate).result()
     failures = run_study(study)
 
     from study.report import rebuild_report
@@ -72,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report: {message}")
     wall = time.time() - started
     peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB → GiB
-    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print()
-    print(f"miniature study finished in {wall / 60:.1f} min (peak RSS: largest worker {peak_child:.2f} GiB, main {peak_self:.2f} GiB)")
+    print(f"miniature study finished in {wall / 60:.1f} min ({study.workers} workers; peak RSS of one worker {peak_child:.2f} GiB)")
     print(f"  result files : {study.results_dir}/*.json")
     print(f"  grid CSV     : {report.csv_path}")
     for png in report.png_paths:
