@@ -27,8 +27,22 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> StudyCLI:
     """
     try:
         return _build(args, run)
-    except FileNotFoundError as err:
-        raise SystemExit(f"error: {err}") from None
+    except (FileNotFoundError, ValueError) as err:
+        missing = _missing_file(err)
+        if missing is None:
+            raise
+        raise SystemExit(f"error: {missing}") from None
+
+
+def _missing_file(err: BaseException) -> FileNotFoundError | None:
+    """The FileNotFoundError behind ``err`` (jsonargparse wraps errors raised while instantiating)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, FileNotFoundError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _build(args: list[str] | None, run: bool) -> StudyCLI:

@@ -69,6 +69,7 @@ def cell(world):
 
     def fine(c):
         c["trainer"]["logger"]["init_args"]["save_dir"] = str(runs / "tb")
+        c["trainer"]["log_every_n_steps"] = 1
         c["trainer"]["callbacks"][0]["init_args"]["results_dir"] = str(runs / "results")
         c["trainer"]["callbacks"][1]["init_args"].update(results_dir=str(runs / "results"), out_dir=str(runs / "grid"))
         c["data"]["init_args"].update(train_beton=str(data / "betons/downstream_train.beton"), val_beton=str(data / "betons/downstream_val.beton"),
