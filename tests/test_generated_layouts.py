@@ -1,0 +1,97 @@
+"""The procedural generator and the ImageNet-21k/1k folder writers."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from datamodules.synthetic.folders import upstream_wnids, write_imagenet1k_folders, write_imagenet21k_folder
+from datamodules.synthetic.generator import NATURAL, OBJECTNET_SHIFT, V2_SHIFT, class_specs, render
+from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
+
+
+def _digest(folder) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*.JPEG")):
+        h.update(str(p.relative_to(folder)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_render_is_deterministic_per_seed():
+    spec = class_specs(MINIATURE_WNIDS[:2], "downstream")[MINIATURE_WNIDS[0]]
+    a = np.asarray(render(spec, np.random.default_rng(5), 32))
+    b = np.asarray(render(spec, np.random.default_rng(5), 32))
+    c = np.asarray(render(spec, np.random.default_rng(6), 32))
+    assert a.shape == (32, 32, 3) and np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("family", ["upstream", "downstream"])
+def test_class_specs_are_distinct_within_a_family(family):
+    wnids = upstream_wnids(100)
+    specs = class_specs(wnids, family)
+    assert len(set(specs.values())) == 100
+
+
+def test_upstream_wnids_are_21k_classes_outside_1k_and_nested():
+    from datamodules.benchmarks.class_lists import imagenet1k_wnids
+
+    wnids = upstream_wnids(50)
+    assert len(set(wnids)) == 50 and not set(wnids) & set(imagenet1k_wnids())
+    assert all(w.startswith("n") and len(w) == 9 for w in wnids)
+    assert upstream_wnids(10) == wnids[:10]
+
+
+def test_imagenet21k_layout_and_idempotence(tmp_path):
+    wnids = upstream_wnids(3)
+    root = write_imagenet21k_folder(tmp_path / "in21k", wnids, 4, seed=1, size=24)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(wnids)
+    for w in wnids:
+        assert sorted(p.name for p in (root / w).iterdir()) == [f"{w}_{n}.JPEG" for n in range(4)]
+    before = _digest(root)
+    write_imagenet21k_folder(tmp_path / "in21k", wnids, 4, seed=1, size=24)  # complete: nothing rewritten
+    assert _digest(root) == before
+    assert not list(tmp_path.glob("*.tmp*"))
+    with pytest.raises(FileExistsError):
+        write_imagenet21k_folder(tmp_path / "in21k", wnids, 5, seed=1, size=24)
+    other = write_imagenet21k_folder(tmp_path / "again", wnids, 4, seed=1, size=24)
+    assert _digest(other) == before  # same arguments, same bytes
+
+
+def test_imagenet1k_layout(tmp_path):
+    wnids = list(MINIATURE_WNIDS[:3])
+    root = write_imagenet1k_folders(tmp_path / "in1k", wnids, 2, 2, seed=0, size=24)
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(wnids)
+    val = sorted(p.name for p in (root / "val").rglob("*.JPEG"))
+    # six val images numbered 1..6 across the class folders, as ILSVRC2012_val_<8 digits>
+    assert val == [f"ILSVRC2012_val_{n:08d}.JPEG" for n in range(1, 7)]
+
+
+def test_classes_learnable_and_shifts_harder():
+    """Nearest-centroid on 8x8 pixels (an independent, deliberately weak reference): above
+    chance on NATURAL, not perfect, and worse under the ObjectNet-style shift."""
+    wnids = list(MINIATURE_WNIDS[:6])
+    specs = class_specs(wnids, "downstream")
+
+    def sample(shift, seed, n):
+        xs, ys = [], []
+        for k, w in enumerate(wnids):
+            rng = np.random.default_rng([seed, k])
+            for _ in range(n):
+                img = render(specs[w], rng, 32, shift).resize((8, 8))
+                xs.append(np.asarray(img, dtype=np.float64).ravel() / 255)
+                ys.append(k)
+        return np.array(xs), np.array(ys)
+
+    x, y = sample(NATURAL, 0, 40)
+    centroids = np.stack([x[y == k].mean(0) for k in range(len(wnids))])
+
+    def accuracy(xs, ys):
+        return float((np.argmin(((xs[:, None] - centroids[None]) ** 2).sum(-1), 1) == ys).mean())
+
+    natural = accuracy(*sample(NATURAL, 1, 30))
+    shifted = accuracy(*sample(OBJECTNET_SHIFT, 2, 30))
+    assert 1 / 6 + 0.1 < natural < 0.99
+    assert shifted < natural
+    assert accuracy(*sample(V2_SHIFT, 3, 30)) < natural + 0.05
