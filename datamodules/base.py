@@ -37,7 +37,7 @@ class BetonDataModule(L.LightningDataModule):
         return read_manifest(Path(beton), self.make_hint)
 
     @staticmethod
-    def _labels(beton: Path, manifest: dict) -> np.ndarray:
+    def _labels(beton: Path) -> np.ndarray:
         """Per-row labels, read from the beton's metadata table (field 1 is ``label``) without decoding images."""
         from ffcv.reader import Reader
 

@@ -53,6 +53,7 @@ class DownstreamDataModule(BetonDataModule):
             raise ValueError(f"{self.val_beton} and {self.train_beton} have different class lists; convert both with the same classes")
         self.class_list: list[str] = self.manifest["classes"]
         self.num_train_examples: int = self.manifest["num_images"]
+        self.num_val_examples: int = val_manifest["num_images"]
         if (resize is None) != (crop is None):
             raise ValueError("set both data.resize and data.crop, or neither (HyperRule default)")
         self.resize, self.crop = (resize, crop) if resize is not None else hyperrule.resolution(self._median_area(), resolution_variant)
@@ -79,7 +80,7 @@ class DownstreamDataModule(BetonDataModule):
 
     def val_dataloader(self):
         rank, world = distributed_context(self.trainer)
-        rows = np.arange(self._manifest(self.val_beton)["num_images"], dtype=np.uint32)
+        rows = np.arange(self.num_val_examples, dtype=np.uint32)
         crop = self.crop
         return eval_loader(self.val_beton, rows, self.eval_batch_size, lambda: eval_pipelines(crop), f"eval:{crop}",
                            num_workers=self.num_workers, rank=rank, world_size=world, os_cache=self.os_cache)

@@ -57,7 +57,7 @@ class UpstreamDataModule(BetonDataModule):
     def rows(self):
         """``(train rows, held-out rows)`` of the beton, from the subset index files."""
         if self._rows is None:
-            labels = self._labels(self.beton, self.manifest)
+            labels = self._labels(self.beton)
             hp = self.hparams
             self._rows = load_or_create_subset(self.beton, labels, self.class_list, hp.subset_size, hp.subset_seed, hp.holdout, hp.balanced)
         return self._rows
