@@ -67,8 +67,7 @@ class OODSuite:
         self._prepared: dict[str, tuple] = {}
 
     def release_path(self, name: str) -> Path:
-        bench = self.benchmarks[name]
-        return self.root / getattr(bench, "release_folder", name)
+        return self.root / self.benchmarks[name].release_folder
 
     def prepare(self, name: str) -> tuple[Any, Path]:
         """Scan the release and convert it to a beton once per process (and once on disk)."""
@@ -90,8 +89,7 @@ class OODSuite:
             rows = np.arange(len(index.paths), dtype=np.uint32)
             loader = eval_loader(beton, rows, batch_size, lambda: eval_pipelines(res), f"eval:{res}",
                                  num_workers=num_workers, rank=rank, world_size=world_size)
-            describe = getattr(bench, "describe", lambda: {})
-            sets.append(EvaluationSet(name, bench, index, loader, len(rows), describe()))
+            sets.append(EvaluationSet(name, bench, index, loader, len(rows), bench.describe()))
         return sets
 
 
