@@ -88,6 +88,32 @@ def scan_class_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
+def _decode_error(path: Path) -> str | None:
+    """Why ``path`` cannot be decoded in full, or None if it can."""
+    try:
+        with Image.open(path) as im:
+            im.load()  # a full decode: catches truncated files that ``verify`` lets through
+        return None
+    except (OSError, SyntaxError, ValueError) as err:
+        return f"{type(err).__name__}: {err}"
+
+
+def find_undecodable(paths: Sequence[Path], num_workers: int = 1) -> dict[str, str]:
+    """``{path: reason}`` for every image that does not decode (a pre-pass before writing).
+
+    FFCV's writer workers cannot skip a row once the count is fixed, and a worker that
+    raises leaves the writer waiting forever, so bad files are found first.
+    """
+    if num_workers > 1 and len(paths) > 1000:
+        from multiprocessing import get_context
+
+        with get_context("fork").Pool(num_workers) as pool:
+            reasons = pool.map(_decode_error, paths, chunksize=256)
+    else:
+        reasons = [_decode_error(p) for p in paths]
+    return {str(p): r for p, r in zip(paths, reasons) if r is not None}
+
+
 class _ImageRows:
     """Indexable dataset handed to FFCV's writer: (RGB uint8 array, label, index)."""
 
@@ -120,8 +146,13 @@ def write_beton(
     extra: dict | None = None,
     preprocess: Callable[[Image.Image], Image.Image] | None = None,
     num_workers: int = 2,
+    on_corrupt: str = "skip",
 ) -> dict:
     """Write ``paths``/``labels`` to ``out`` (atomically) and return the manifest.
+
+    Images that do not decode are skipped and listed in the manifest under ``skipped``
+    (``on_corrupt="skip"``), or stop the conversion with a one-line error naming the file
+    (``on_corrupt="abort"``). ``meta`` arrays are filtered with the images.
 
     ``labels[i]`` indexes ``classes``; ``meta`` arrays (one entry per image) go to the
     ``.meta.npz`` sidecar; ``extra`` is stored in the manifest verbatim. If a finished
@@ -134,11 +165,22 @@ def write_beton(
     labels = np.asarray(labels, dtype=np.int64)
     if len(paths) != len(labels):
         raise ValueError(f"{out}: {len(paths)} images but {len(labels)} labels")
-    wanted = {"source": str(source), "num_images": len(paths), "settings": asdict(settings)}
+    # what identifies a finished conversion: re-running with the same source, count and settings is a no-op
+    wanted = {"source": str(source), "num_source_images": len(paths), "settings": asdict(settings)}
     if manifest_path(out).exists() and out.exists():
         existing = json.loads(manifest_path(out).read_text())
         if all(existing.get(k) == v for k, v in wanted.items()):
             return existing
+    bad = find_undecodable(list(paths), num_workers)
+    if bad and on_corrupt == "abort":
+        path, reason = next(iter(bad.items()))
+        raise ValueError(f"cannot decode image {path} ({reason}); remove or replace it, or convert with on_corrupt=skip")
+    if bad:
+        keep = np.array([str(p) not in bad for p in paths])
+        paths = [p for p, k in zip(paths, keep) if k]
+        labels = labels[keep]
+        meta = {k: np.asarray(v)[keep] for k, v in meta.items()} if meta else meta
+        print(f"warning: {out}: skipping {len(bad)} image(s) that do not decode (listed in the manifest), e.g. {next(iter(bad))}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     started = time.time()
@@ -165,11 +207,13 @@ def write_beton(
     manifest = {
         "format": MANIFEST_FORMAT,
         **wanted,
+        "num_images": len(paths),
         "beton": out.name,
         "classes": list(classes),
         "class_counts": {classes[k]: counts.get(k, 0) for k in range(len(classes))},
         "fields": ["image", "label", "index"],
         "meta_fields": sorted(meta) if meta else [],
+        "skipped": bad,
         "sha256": sha256_file(out),
         "bytes": out.stat().st_size,
         "seconds": round(time.time() - started, 2),
@@ -180,13 +224,14 @@ def write_beton(
 
 
 def convert_folder(src: Path, out: Path, settings: BetonSettings = BetonSettings(), num_workers: int = 2,
-                   classes: Sequence[str] | None = None) -> dict:
+                   classes: Sequence[str] | None = None, on_corrupt: str = "skip") -> dict:
     """Convert ``src/<class>/*`` to ``out``; labels index ``classes`` (default: sorted folder names).
 
     Pass the train set's class list when converting its val set, so both share indices.
     """
     paths, labels, classes = scan_class_folder(src, classes)
-    return write_beton(out, paths, labels, classes, settings, source=str(Path(src).resolve()), num_workers=num_workers)
+    return write_beton(out, paths, labels, classes, settings, source=str(Path(src).resolve()), num_workers=num_workers,
+                       on_corrupt=on_corrupt)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -198,10 +243,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--write-mode", default=BetonSettings.write_mode, choices=["jpg", "raw", "proportion", "smart"])
     parser.add_argument("--compress-probability", type=float, default=BetonSettings.compress_probability)
     parser.add_argument("--num-workers", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--on-corrupt", choices=["skip", "abort"], default="skip",
+                        help="an image that does not decode: skip it (listed in the manifest) or stop with its path")
     args = parser.parse_args(argv)
     settings = BetonSettings(args.max_resolution, args.jpeg_quality, args.write_mode, args.compress_probability)
     try:
-        manifest = convert_folder(args.src, args.out, settings, args.num_workers)
+        manifest = convert_folder(args.src, args.out, settings, args.num_workers, on_corrupt=args.on_corrupt)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}")
     print(f"{args.out}: {manifest['num_images']} images, {len(manifest['classes'])} classes, {manifest['bytes'] / 2**20:.1f} MiB")

@@ -77,7 +77,8 @@ class OODSuite:
             beton = self.cache / f"{name}.beton"
             write_beton(beton, index.paths, index.labels, classes=[], settings=BetonSettings(max_resolution=max(256, self.resolution)),
                         source=str(self.release_path(name).resolve()), meta=index.meta, preprocess=bench.preprocess,
-                        extra={"benchmark": name, "class_list": self.class_list})
+                        extra={"benchmark": name, "class_list": self.class_list},
+                        on_corrupt="abort")  # a benchmark with a missing image would be scored on a different set
             self._prepared[name] = (index, beton)
         return self._prepared[name]
 

@@ -87,3 +87,27 @@ def test_train_loader_shapes_and_seeded_order(colour_beton, make_pipelines):
         return out
 
     assert order(0) == order(0) != order(1)
+
+
+def _truncate_one(src):
+    victim = sorted(src.rglob("*.JPEG"))[3]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])  # a download cut short
+    return victim
+
+
+def test_truncated_jpeg_is_skipped_and_listed(tmp_path):
+    write_colour_folder(tmp_path / "src", per_class=2)
+    victim = _truncate_one(tmp_path / "src")
+    manifest = convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1)
+    assert manifest["num_images"] == 7 and manifest["num_source_images"] == 8
+    assert list(manifest["skipped"]) == [str(victim)]
+    assert sum(manifest["class_counts"].values()) == 7
+
+
+def test_truncated_jpeg_aborts_with_its_path_on_request(tmp_path):
+    write_colour_folder(tmp_path / "src", per_class=2)
+    victim = _truncate_one(tmp_path / "src")
+    with pytest.raises(ValueError, match=f"cannot decode image {victim}"):
+        convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1, on_corrupt="abort")
+    assert not (tmp_path / "a.beton").exists() and not (tmp_path / "a.json").exists()
