@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 
 from datamodules.beton import read_manifest
 
@@ -17,14 +16,14 @@ def distributed_context(trainer) -> tuple[int, int]:
 
 
 class BetonDataModule(L.LightningDataModule):
-    """Base for DataModules reading FFCV betons written by ``datamodules.beton``.
+    """Base for DataModules reading FFCV betons written by ``datamodules.convert``.
 
     Batches are ``(uint8 images (B,3,H,W), int64 labels (B,), int64 row indices (B,))``.
     ``batch_size`` is per device. Manifests are read at construction (cheap), so a missing
     beton fails at start-up with the path and the command that creates it.
     """
 
-    make_hint = "python -m datamodules.beton SRC OUT.beton"
+    make_hint = "python -m datamodules.convert folder SRC OUT.beton"
 
     def __init__(self, batch_size: int, eval_batch_size: int | None, num_workers: int, os_cache: bool):
         super().__init__()
@@ -35,10 +34,3 @@ class BetonDataModule(L.LightningDataModule):
 
     def _manifest(self, beton: str | Path) -> dict:
         return read_manifest(Path(beton), self.make_hint)
-
-    @staticmethod
-    def _labels(beton: Path) -> np.ndarray:
-        """Per-row labels, read from the beton's metadata table (field 1 is ``label``) without decoding images."""
-        from ffcv.reader import Reader
-
-        return np.asarray(Reader(str(beton)).metadata["f1"], dtype=np.int64)

@@ -10,16 +10,13 @@ The beton is written to a temporary name and renamed when complete; the manifest
 written last, so its presence means the conversion finished. Re-running with the same
 source and settings does nothing.
 
-CLI: ``python -m datamodules.beton SRC_FOLDER OUT.beton [--max-resolution 256 ...]`` where
-SRC_FOLDER holds one sub-folder of images per class (ImageNet-1k/21k extracted layout).
+The CLI over the ImageNet layouts is ``python -m datamodules.convert`` (see its ``--help``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,9 +25,9 @@ import numpy as np
 from PIL import Image
 
 from datamodules.files import atomic_write_json, sha256_file
+from datamodules.sources import ImageRef, LabelledImages, open_image, scan_class_folders
 
 MANIFEST_FORMAT = "ood-scaling/beton-manifest/v1"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ def meta_path(beton: Path) -> Path:
     return Path(beton).with_suffix(".meta.npz")
 
 
-def read_manifest(beton: Path, make_hint: str = "python -m datamodules.beton SRC OUT.beton") -> dict:
+def read_manifest(beton: Path, make_hint: str = "python -m datamodules.convert folder SRC OUT.beton") -> dict:
     """The manifest of a finished conversion, or a one-line error naming the path and the fix."""
     beton, manifest = Path(beton), manifest_path(beton)
     if not beton.exists() or not manifest.exists():
@@ -64,80 +61,71 @@ def read_manifest(beton: Path, make_hint: str = "python -m datamodules.beton SRC
     return data
 
 
-def scan_class_folder(root: Path, classes: Sequence[str] | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
-    """Images of ``root/<class>/*`` with labels by position in ``classes`` (default: sorted folder names)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder of class sub-folders (ImageNet layout <root>/<wnid>/*.JPEG)")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
-    classes = list(classes) if classes is not None else folders
-    unknown = sorted(set(folders) - set(classes))
-    if unknown:
-        raise ValueError(f"{root}: folders {unknown[:5]} are not in the supplied class list ({len(unknown)} in all)")
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-        folder = root / name
-        if not folder.is_dir():
-            continue
-        for p in sorted(folder.iterdir()):
-            if p.suffix.lower() in IMAGE_EXTENSIONS:
-                paths.append(p)
-                labels.append(label)
-    if not paths:
-        raise ValueError(f"{root}: no images found in its class folders")
-    return paths, np.asarray(labels, dtype=np.int64), classes
+def beton_labels(beton: Path) -> np.ndarray:
+    """Per-row labels, read from the beton's metadata table (field 1 is ``label``) without decoding images."""
+    from ffcv.reader import Reader
+
+    return np.asarray(Reader(str(beton)).metadata["f1"], dtype=np.int64)
 
 
-def _decode_error(path: Path) -> str | None:
-    """Why ``path`` cannot be decoded in full, or None if it can."""
+def _decode_error(ref: ImageRef) -> str | None:
+    """Why ``ref`` cannot be decoded in full, or None if it can."""
     try:
-        with Image.open(path) as im:
-            im.load()  # a full decode: catches truncated files that ``verify`` lets through
+        with open_image(ref) as im:
+            if im.format == "JPEG":
+                # libjpeg's DCT scaling still reads every coefficient, so a truncated or corrupt
+                # file fails as it would at full size, at a fraction of the cost
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
         return None
     except (OSError, SyntaxError, ValueError) as err:
         return f"{type(err).__name__}: {err}"
 
 
-def find_undecodable(paths: Sequence[Path], num_workers: int = 1) -> dict[str, str]:
-    """``{path: reason}`` for every image that does not decode (a pre-pass before writing).
+def find_undecodable(refs: Sequence[ImageRef], num_workers: int = 1) -> dict[str, str]:
+    """``{image: reason}`` for every image that does not decode (a pre-pass before writing).
 
     FFCV's writer workers cannot skip a row once the count is fixed, and a worker that
     raises leaves the writer waiting forever, so bad files are found first.
     """
-    if num_workers > 1 and len(paths) > 1000:
+    from tqdm import tqdm
+
+    progress = dict(desc="checking images decode", total=len(refs), unit="img", leave=False, mininterval=2.0,
+                    disable=len(refs) < 10_000)
+    if num_workers > 1 and len(refs) > 1000:
         from multiprocessing import get_context
 
         with get_context("fork").Pool(num_workers) as pool:
-            reasons = pool.map(_decode_error, paths, chunksize=256)
+            reasons = list(tqdm(pool.imap(_decode_error, refs, chunksize=256), **progress))
     else:
-        reasons = [_decode_error(p) for p in paths]
-    return {str(p): r for p, r in zip(paths, reasons) if r is not None}
+        reasons = [_decode_error(r) for r in tqdm(refs, **progress)]
+    return {str(r): why for r, why in zip(refs, reasons) if why is not None}
 
 
 class _ImageRows:
     """Indexable dataset handed to FFCV's writer: (RGB uint8 array, label, index)."""
 
-    def __init__(self, paths, labels, preprocess):
-        self.paths, self.labels, self.preprocess = paths, labels, preprocess
+    def __init__(self, refs, labels, preprocess):
+        self.refs, self.labels, self.preprocess = refs, labels, preprocess
 
     def __len__(self):
-        return len(self.paths)
+        return len(self.refs)
 
     def __getitem__(self, i):
         try:
-            with Image.open(self.paths[i]) as im:
+            with open_image(self.refs[i]) as im:
                 im = im.convert("RGB")
                 if self.preprocess is not None:
                     im = self.preprocess(im)
                 array = np.asarray(im, dtype=np.uint8)
         except OSError as err:
-            raise ValueError(f"cannot decode image {self.paths[i]}: {err}") from err
+            raise ValueError(f"cannot decode image {self.refs[i]}: {err}") from err
         return array, int(self.labels[i]), i
 
 
 def write_beton(
     out: Path,
-    paths: Sequence[Path],
+    paths: Sequence[ImageRef],
     labels: np.ndarray,
     classes: Sequence[str],
     settings: BetonSettings = BetonSettings(),
@@ -147,8 +135,12 @@ def write_beton(
     preprocess: Callable[[Image.Image], Image.Image] | None = None,
     num_workers: int = 2,
     on_corrupt: str = "skip",
+    source_check: dict | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Write ``paths``/``labels`` to ``out`` (atomically) and return the manifest.
+
+    ``paths`` are image files or :class:`datamodules.sources.TarMember` references.
 
     Images that do not decode are skipped and listed in the manifest under ``skipped``
     (``on_corrupt="skip"``), or stop the conversion with a one-line error naming the file
@@ -156,7 +148,10 @@ def write_beton(
 
     ``labels[i]`` indexes ``classes``; ``meta`` arrays (one entry per image) go to the
     ``.meta.npz`` sidecar; ``extra`` is stored in the manifest verbatim. If a finished
-    beton with the same source, count and settings exists, it is kept and its manifest returned.
+    beton with the same source, count and settings exists, it is kept and its manifest returned;
+    a finished beton made from anything else is refused unless ``overwrite`` (a changed source
+    folder should not silently replace hours of conversion). ``source_check`` (what the
+    download was checked against, see ``datamodules.sources.check_release``) goes to the manifest.
     """
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
@@ -171,6 +166,10 @@ def write_beton(
         existing = json.loads(manifest_path(out).read_text())
         if all(existing.get(k) == v for k, v in wanted.items()):
             return existing
+        if not overwrite:
+            differ = [f"{k} {existing.get(k)} -> {v}" for k, v in wanted.items() if existing.get(k) != v]
+            raise ValueError(f"{out} already holds a finished conversion that differs ({'; '.join(differ)}); "
+                             f"delete it, write to another path, or pass --overwrite")
     bad = find_undecodable(list(paths), num_workers)
     if bad and on_corrupt == "abort":
         path, reason = next(iter(bad.items()))
@@ -200,17 +199,19 @@ def write_beton(
         if meta:
             np.savez(meta_path(out).with_suffix(".tmp.npz"), **meta)
             os.replace(meta_path(out).with_suffix(".tmp.npz"), meta_path(out))
+        manifest_path(out).unlink(missing_ok=True)  # the manifest marks a finished beton: never beside the wrong one
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    counts = Counter(int(x) for x in labels)
+    counts = np.bincount(labels, minlength=len(classes)) if len(classes) else np.zeros(0, dtype=np.int64)
     manifest = {
         "format": MANIFEST_FORMAT,
         **wanted,
         "num_images": len(paths),
         "beton": out.name,
         "classes": list(classes),
-        "class_counts": {classes[k]: counts.get(k, 0) for k in range(len(classes))},
+        "class_counts": {c: int(k) for c, k in zip(classes, counts)},
+        "source_check": source_check or {},
         "fields": ["image", "label", "index"],
         "meta_fields": sorted(meta) if meta else [],
         "skipped": bad,
@@ -223,36 +224,17 @@ def write_beton(
     return manifest
 
 
+def convert(images: LabelledImages, out: Path, settings: BetonSettings = BetonSettings(), num_workers: int = 2,
+            on_corrupt: str = "skip", overwrite: bool = False) -> dict:
+    """Write a scanned source (``datamodules.sources``) to ``out`` with its check in the manifest."""
+    return write_beton(out, images.refs, images.labels, images.classes, settings, source=images.source, num_workers=num_workers,
+                       on_corrupt=on_corrupt, source_check=images.check, overwrite=overwrite)
+
+
 def convert_folder(src: Path, out: Path, settings: BetonSettings = BetonSettings(), num_workers: int = 2,
-                   classes: Sequence[str] | None = None, on_corrupt: str = "skip") -> dict:
+                   classes: Sequence[str] | None = None, on_corrupt: str = "skip", overwrite: bool = False) -> dict:
     """Convert ``src/<class>/*`` to ``out``; labels index ``classes`` (default: sorted folder names).
 
     Pass the train set's class list when converting its val set, so both share indices.
     """
-    paths, labels, classes = scan_class_folder(src, classes)
-    return write_beton(out, paths, labels, classes, settings, source=str(Path(src).resolve()), num_workers=num_workers,
-                       on_corrupt=on_corrupt)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("src", type=Path, help="folder with one sub-folder of images per class")
-    parser.add_argument("out", type=Path, help="output .beton path (manifest written beside it)")
-    parser.add_argument("--max-resolution", type=int, default=BetonSettings.max_resolution)
-    parser.add_argument("--jpeg-quality", type=int, default=BetonSettings.jpeg_quality)
-    parser.add_argument("--write-mode", default=BetonSettings.write_mode, choices=["jpg", "raw", "proportion", "smart"])
-    parser.add_argument("--compress-probability", type=float, default=BetonSettings.compress_probability)
-    parser.add_argument("--num-workers", type=int, default=max(1, os.cpu_count() or 1))
-    parser.add_argument("--on-corrupt", choices=["skip", "abort"], default="skip",
-                        help="an image that does not decode: skip it (listed in the manifest) or stop with its path")
-    args = parser.parse_args(argv)
-    settings = BetonSettings(args.max_resolution, args.jpeg_quality, args.write_mode, args.compress_probability)
-    try:
-        manifest = convert_folder(args.src, args.out, settings, args.num_workers, on_corrupt=args.on_corrupt)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}")
-    print(f"{args.out}: {manifest['num_images']} images, {len(manifest['classes'])} classes, {manifest['bytes'] / 2**20:.1f} MiB")
-
-
-if __name__ == "__main__":
-    main()
+    return convert(scan_class_folders(src, classes), out, settings, num_workers, on_corrupt, overwrite)

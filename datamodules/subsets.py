@@ -63,8 +63,38 @@ def subset_dir(beton: Path, seed: int, holdout: int, balanced: bool) -> Path:
     return beton.with_name(f"{beton.stem}.subsets") / f"seed={seed}-{mode}-holdout={holdout}"
 
 
+_SUFFIXES = {"K": 1_000, "M": 1_000_000}
+
+
+def parse_size(size: int | str | None) -> int | None:
+    """A subset size from a config or CLI: ``1000000``, ``"1M"``, ``"500K"``; ``None``/``"full"`` = everything."""
+    if size is None or isinstance(size, int):
+        return size
+    text = str(size).strip().upper().replace(",", "").replace("_", "")
+    if text in ("FULL", "ALL", "NONE"):
+        return None
+    try:
+        if text[-1:] in _SUFFIXES:
+            return int(round(float(text[:-1]) * _SUFFIXES[text[-1]]))
+        return int(text)
+    except ValueError:
+        raise ValueError(f"subset size {size!r} is not a number like 1000000, 1M, 500K or 'full'") from None
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
 def load_or_create_subset(beton: Path, labels: np.ndarray, classes: list[str], size: int | None, seed: int, holdout: int, balanced: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Index files for (train subset, holdout), created on first use, read afterwards."""
+    """Index files for (train subset, holdout), created on first use, read afterwards.
+
+    Safe when several ranks or cells create the same subset at once: every writer computes
+    the same arrays and renames complete files into place. Each size has its own small
+    manifest (``size=<n>.json``: seed, holdout, mode, per-class counts); ``manifest.json``
+    gathers them.
+    """
     folder = subset_dir(beton, seed, holdout, balanced)
     name = "full" if size is None else f"size={size}"
     train_file, val_file = folder / f"{name}.npy", folder / "val.npy"
@@ -72,13 +102,26 @@ def load_or_create_subset(beton: Path, labels: np.ndarray, classes: list[str], s
         return np.load(train_file), np.load(val_file)
     train, val = split_indices(labels, size, seed, holdout, balanced)
     folder.mkdir(parents=True, exist_ok=True)
-    for path, arr in ((train_file, train), (val_file, val)):
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, arr)
-        os.replace(tmp, path)
-    manifest_file = folder / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {"seed": seed, "balanced": balanced, "holdout": holdout, "subsets": {}}
+    _save_atomic(val_file, val)
+    _save_atomic(train_file, train)
     counts = np.bincount(labels[train.astype(np.int64)], minlength=len(classes))
-    manifest["subsets"][name] = {"size": int(len(train)), "per_class_counts": {c: int(k) for c, k in zip(classes, counts)}}
-    atomic_write_json(manifest_file, manifest)
+    atomic_write_json(folder / f"{name}.json", {
+        "beton": Path(beton).name, "seed": seed, "balanced": balanced, "holdout": holdout, "size": int(len(train)),
+        "per_class_counts": {c: int(k) for c, k in zip(classes, counts)},
+    })
+    atomic_write_json(folder / "manifest.json", {
+        "beton": Path(beton).name, "seed": seed, "balanced": balanced, "holdout": holdout,
+        "subsets": {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.name != "manifest.json"},
+    })
     return train, val
+
+
+def write_subsets(beton: Path, sizes: list[int | None], seed: int, holdout: int, balanced: bool) -> Path:
+    """Create the index files of several sizes at once (``python -m datamodules.convert subsets``)."""
+    from datamodules.beton import beton_labels, read_manifest
+
+    classes = read_manifest(beton)["classes"]
+    labels = beton_labels(Path(beton))
+    for size in sorted(sizes, key=lambda s: float("inf") if s is None else s):
+        load_or_create_subset(beton, labels, classes, size, seed, holdout, balanced)
+    return subset_dir(beton, seed, holdout, balanced)

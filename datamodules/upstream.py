@@ -4,17 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from datamodules.base import BetonDataModule, distributed_context
+from datamodules.beton import beton_labels
 from datamodules.ffcv_loaders import eval_loader, train_loader
 from datamodules.pipelines import eval_pipelines, inception_train_pipelines
-from datamodules.subsets import load_or_create_subset
+from datamodules.subsets import load_or_create_subset, parse_size
 
 
 class UpstreamDataModule(BetonDataModule):
     """Serves a nested, seeded subset of one upstream beton (ImageNet-21k or the generated stand-in).
 
     Args:
-        beton: the full upstream set, written by ``python -m datamodules.beton``.
-        subset_size: training images to use (``None``: all but the held-out split). Subsets of
+        beton: the full upstream set, written by ``python -m datamodules.convert imagenet21k``.
+        subset_size: training images to use: a count or a name like ``"1M"``/``"500K"`` (``None``
+            or ``"full"``: all but the held-out split). Subsets of
             the same ``subset_seed``/``balanced``/``holdout`` are nested: 1M ⊂ 5M ⊂ full.
         subset_seed: seed of the permutation that defines the holdout and every subset.
         balanced: draw subsets class-balanced instead of uniformly.
@@ -27,7 +29,7 @@ class UpstreamDataModule(BetonDataModule):
     def __init__(
         self,
         beton: str,
-        subset_size: int | None = None,
+        subset_size: int | str | None = None,
         subset_seed: int = 0,
         balanced: bool = False,
         holdout: int = 0,
@@ -41,6 +43,7 @@ class UpstreamDataModule(BetonDataModule):
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, os_cache)
         self.save_hyperparameters()
+        subset_size = self.subset_size = parse_size(subset_size)
         self.beton = Path(beton)
         self.manifest = self._manifest(self.beton)
         self.class_list: list[str] = self.manifest["classes"]
@@ -57,9 +60,9 @@ class UpstreamDataModule(BetonDataModule):
     def rows(self):
         """``(train rows, held-out rows)`` of the beton, from the subset index files."""
         if self._rows is None:
-            labels = self._labels(self.beton)
+            labels = beton_labels(self.beton)
             hp = self.hparams
-            self._rows = load_or_create_subset(self.beton, labels, self.class_list, hp.subset_size, hp.subset_seed, hp.holdout, hp.balanced)
+            self._rows = load_or_create_subset(self.beton, labels, self.class_list, self.subset_size, hp.subset_seed, hp.holdout, hp.balanced)
         return self._rows
 
     def train_dataloader(self):

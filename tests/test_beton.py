@@ -30,7 +30,7 @@ def test_rerun_with_same_settings_does_nothing(tmp_path):
 
 
 def test_missing_beton_names_path_and_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"missing\.beton.*python -m datamodules\.beton"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.beton.*python -m datamodules\.convert"):
         read_manifest(tmp_path / "missing.beton")
 
 
@@ -42,10 +42,10 @@ def test_unfinished_conversion_is_refused(tmp_path, colour_beton):
 
 
 def test_cli_reports_a_missing_source_in_one_line(tmp_path):
-    from datamodules.beton import main
+    from datamodules.convert import main
 
     with pytest.raises(SystemExit, match=f"error: {tmp_path / 'nope'} is not a folder"):
-        main([str(tmp_path / "nope"), str(tmp_path / "x.beton")])
+        main(["folder", str(tmp_path / "nope"), str(tmp_path / "x.beton")])
 
 
 @pytest.mark.parametrize("world", [2, 3])
