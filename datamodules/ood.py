@@ -78,7 +78,8 @@ class OODSuite:
             write_beton(beton, index.paths, index.labels, classes=[], settings=BetonSettings(max_resolution=max(256, self.resolution)),
                         source=str(self.release_path(name).resolve()), meta=index.meta, preprocess=bench.preprocess,
                         extra={"benchmark": name, "class_list": self.class_list},
-                        on_corrupt="abort")  # a benchmark with a missing image would be scored on a different set
+                        on_corrupt="abort",  # a benchmark with a missing image would be scored on a different set
+                        overwrite=True)  # a cache: rebuilt when the release or the resolution changes
             self._prepared[name] = (index, beton)
         return self._prepared[name]
 
