@@ -111,3 +111,63 @@ def test_truncated_jpeg_aborts_with_its_path_on_request(tmp_path):
     with pytest.raises(ValueError, match=f"cannot decode image {victim}"):
         convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1, on_corrupt="abort")
     assert not (tmp_path / "a.beton").exists() and not (tmp_path / "a.json").exists()
+
+
+_SLOW_CONVERSION = """
+import sys, time, pathlib
+from datamodules.beton import write_beton
+from datamodules.sources import scan_class_folders
+src, out, marker = map(pathlib.Path, sys.argv[1:])
+images = scan_class_folders(src)
+def slow(im):  # runs in the writer's worker: the conversion is mid-write while it sleeps
+    marker.touch()
+    time.sleep(0.5)
+    return im
+write_beton(out, images.refs, images.labels, images.classes, num_workers=1, preprocess=slow)
+"""
+
+
+def test_a_conversion_killed_mid_write_leaves_nothing_that_looks_complete(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    write_colour_folder(tmp_path / "src", per_class=10)
+    out, marker = tmp_path / "out" / "a.beton", tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_CONVERSION, str(tmp_path / "src"), str(out), str(marker)],
+                            cwd=Path(__file__).parents[1], start_new_session=True)
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the conversion never started writing"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole tree: the writer and its workers, as a node failure would
+    proc.wait()
+    assert not out.exists() and not manifest_path(out).exists()
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        read_manifest(out)
+    assert all(p.name.startswith(".") for p in out.parent.iterdir())  # only a hidden temp file may remain
+    manifest = convert_folder(tmp_path / "src", out, num_workers=1)  # and a re-run completes
+    assert manifest["num_images"] == 40 and read_manifest(out)["sha256"] == sha256_file(out)
+
+
+def test_a_finished_beton_from_another_source_is_not_silently_replaced(tmp_path):
+    write_colour_folder(tmp_path / "src", per_class=2)
+    write_colour_folder(tmp_path / "src2", per_class=3, seed=1)
+    convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1)
+    with pytest.raises(ValueError, match=r"a\.beton already holds a finished conversion that differs \(source .*; num_source_images 8 -> 12\).*--overwrite"):
+        convert_folder(tmp_path / "src2", tmp_path / "a.beton", num_workers=1)
+    assert read_manifest(tmp_path / "a.beton")["num_images"] == 8
+    assert convert_folder(tmp_path / "src2", tmp_path / "a.beton", num_workers=1, overwrite=True)["num_images"] == 12
+
+
+def test_other_storage_settings_are_refused_too(tmp_path):
+    from datamodules.beton import BetonSettings
+
+    write_colour_folder(tmp_path / "src", per_class=2)
+    convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1)
+    with pytest.raises(ValueError, match="settings"):
+        convert_folder(tmp_path / "src", tmp_path / "a.beton", BetonSettings(jpeg_quality=75), num_workers=1)

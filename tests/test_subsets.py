@@ -57,3 +57,60 @@ def test_index_files_are_written_once_and_reused(tmp_path):
     again, _ = load_or_create_subset(beton, LABELS, classes, 60, seed=0, holdout=10, balanced=False)
     assert np.array_equal(train, again) and (folder / "size=60.npy").stat().st_mtime_ns == stamp
     assert train.dtype == np.uint32  # 13M indices cost 52 MB
+
+
+@pytest.mark.parametrize("text,size", [("1M", 1_000_000), ("5m", 5_000_000), ("500K", 500_000), ("1.5M", 1_500_000),
+                                       ("13,000", 13_000), (40, 40), ("full", None), (None, None)])
+def test_sizes_by_name(text, size):
+    from datamodules.subsets import parse_size
+
+    assert parse_size(text) == size
+
+
+def test_a_bad_size_is_named():
+    from datamodules.subsets import parse_size
+
+    with pytest.raises(ValueError, match="subset size 'lots' is not a number like 1000000, 1M"):
+        parse_size("lots")
+
+
+def test_cli_writes_nested_subsets_with_their_manifests(tmp_path, colour_beton):
+    import shutil
+
+    from datamodules.beton import manifest_path
+    from datamodules.convert import main
+
+    beton = tmp_path / "up.beton"
+    shutil.copy(colour_beton, beton)
+    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    main(["subsets", str(beton), "--sizes", "12", "6", "full", "--holdout", "4", "--seed", "7", "--balanced"])
+    folder = tmp_path / "up.subsets" / "seed=7-balanced-holdout=4"
+    small, mid, full = (np.load(folder / f"{n}.npy") for n in ("size=6", "size=12", "full"))
+    assert set(small) < set(mid) < set(full) and len(full) == 20
+    assert not set(full) & set(np.load(folder / "val.npy"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(manifest["subsets"]) == ["full", "size=12", "size=6"]
+    assert manifest["subsets"]["size=12"]["per_class_counts"] == {c: 3 for c in read_classes(beton)}  # balanced: 12 over 4 classes
+    assert json.loads((folder / "size=6.json").read_text())["seed"] == 7
+
+
+def read_classes(beton):
+    from datamodules.beton import read_manifest
+
+    return read_manifest(beton)["classes"]
+
+
+def test_datamodule_takes_a_size_name(tmp_path, colour_beton):
+    import shutil
+
+    from datamodules.beton import manifest_path
+    from datamodules.upstream import UpstreamDataModule
+
+    beton = tmp_path / "up.beton"
+    shutil.copy(colour_beton, beton)
+    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    dm = UpstreamDataModule(str(beton), subset_size="0.01K", holdout=4)
+    train, val = dm.rows()
+    assert dm.num_train_examples == len(train) == 10 and len(val) == 4
+    with pytest.raises(ValueError, match="data.subset_size=30 but .*up.beton has 20 images after holding out 4"):
+        UpstreamDataModule(str(beton), subset_size=30, holdout=4)
