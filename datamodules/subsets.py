@@ -31,17 +31,15 @@ def seeded_order(labels: np.ndarray, seed: int, balanced: bool = False) -> np.nd
     if not balanced:
         return rng.permutation(n).astype(np.int64)
     labels = np.asarray(labels)
-    classes = np.unique(labels)
-    # rank of each item inside its own (shuffled) class, then sort by (rank, class order)
-    class_rank = rng.permutation(len(classes))[np.searchsorted(classes, labels)]
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    class_rank = rng.permutation(len(classes))[inverse]  # a seeded order of the classes
+    # rank of each item inside its own class, in a seeded order: group a shuffle by class
     shuffled = rng.permutation(n)
+    by_class = shuffled[np.argsort(inverse[shuffled], kind="stable")]
     within = np.empty(n, dtype=np.int64)
-    by_class = shuffled[np.argsort(labels[shuffled], kind="stable")]
-    starts = np.searchsorted(labels[by_class], classes)
-    for c, start in enumerate(starts):
-        stop = starts[c + 1] if c + 1 < len(starts) else n
-        within[by_class[start:stop]] = np.arange(stop - start)
-    return np.lexsort((class_rank, within)).astype(np.int64)
+    within[by_class] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    # round-robin: every class's first item (in class order), then every class's second, ...
+    return np.argsort(within * len(classes) + class_rank, kind="stable").astype(np.int64)
 
 
 def split_indices(labels: np.ndarray, size: int | None, seed: int, holdout: int = 0, balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
