@@ -39,17 +39,16 @@ import json
 import os
 import shutil
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
-from unittest import mock
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from datamodules.benchmarks.class_lists import imagenet1k_wnids, imagenet_a_wnids, wnid_lemmas
 from datamodules.benchmarks.imagenet_a import ImageNetA
-from datamodules.benchmarks.imagenet_c import IMAGENET_C_CORRUPTIONS, SEVERITIES, ImageNetC
+from datamodules.benchmarks.imagenet_c import ImageNetC
+from datamodules.benchmarks.make_imagenet_c import write_imagenet_c
 from datamodules.benchmarks.imagenet_v2 import VARIANT_FOLDERS
 from datamodules.benchmarks.objectnet import ObjectNet
 from datamodules.benchmarks.video_robust import ImageNetVidRobust, YTBBRobust
@@ -59,7 +58,6 @@ from datamodules.synthetic.generator import (GENERATOR_VERSION, HARD_SHIFT, NATU
 SUITE_FORMAT = "ood-scaling/ood-suite/v1"
 MARKER = ".ood_suite_complete.json"
 OBJECTNET_BORDER_PX = 2  # the loader's default crop (objectnet.py): the generated border is what it removes
-C_JPEG_QUALITY = 85  # Hendrycks' make_imagenet_c.py saves with quality=85
 IMAGE_QUALITY = 95
 
 # ---------------------------------------------------------------- real class correspondences
@@ -293,52 +291,9 @@ def write_ood_suite(root: Path, downstream_root: Path, wnids: Sequence[str], see
 
 
 # ---------------------------------------------------------------- ImageNet-C
-@contextmanager
-def _seeded_corruptions(seed_seq: list[int]) -> Iterator[None]:
-    """corrupt-tta draws from numpy's global generator (and skimage's ``random_noise`` from a
-    fresh unseeded one); seed both for one call and restore the global state afterwards."""
-    import corrupt_tta.corruptions as cc
-    from skimage.util import random_noise
-
-    state = np.random.get_state()
-    ss = np.random.SeedSequence(seed_seq)
-    np.random.seed(ss.generate_state(1)[0])
-    rng = np.random.default_rng(ss.spawn(1)[0])
-    try:
-        with mock.patch.object(cc, "random_noise", lambda image, **kw: random_noise(image, rng=rng, **kw)):
-            yield
-    finally:
-        np.random.set_state(state)
-
-
-def _c_protocol(img: Image.Image, size: int) -> np.ndarray:
-    """Resize the shorter side to size*256/224 and centre-crop size (ImageNet-C's 256/224)."""
-    img = img.convert("RGB")
-    short = round(size * 256 / 224)
-    w, h = img.size
-    scale = short / min(w, h)
-    img = img.resize((max(short, round(w * scale)), max(short, round(h * scale))), Image.BILINEAR)
-    return np.asarray(ImageOps.fit(img, (size, size), Image.BILINEAR, centering=(0.5, 0.5)))
-
-
 def _write_imagenet_c(out: Path, downstream: Path, wnids: list[str], seed: int, size: int, c_per_class: int) -> None:
-    import corrupt_tta
-
-    for wi, wnid in enumerate(wnids):
-        sources = _class_images(downstream / "val" / wnid)
-        if len(sources) < c_per_class:
-            raise ValueError(f"downstream val/{wnid} has {len(sources)} images; ImageNet-C needs c_per_class={c_per_class}")
-        for ii, src in enumerate(sources[:c_per_class]):
-            with Image.open(src) as im:
-                x = _c_protocol(im, size)
-            for ci, corruption in enumerate(IMAGENET_C_CORRUPTIONS):
-                for severity in SEVERITIES:
-                    with _seeded_corruptions([int(seed), zlib.crc32(b"imagenet_c"), wi, ii, ci, severity]):
-                        y = corrupt_tta.corrupt(x, severity=severity, corruption_name=corruption)
-                    # uint8 truncation of the clipped float result, as make_imagenet_c.py
-                    y = np.uint8(np.clip(y, 0, 255))
-                    _save(Image.fromarray(y), out / corruption / str(severity) / wnid / f"{src.stem}.JPEG",
-                          format="JPEG", quality=C_JPEG_QUALITY)
+    # the release's protocol at the toy resolution: crop ``size``, shorter side size*256/224
+    write_imagenet_c(downstream / "val", out, classes=wnids, per_class=c_per_class, seed=seed, crop=size)
 
 
 # ---------------------------------------------------------------- ImageNet-V2
