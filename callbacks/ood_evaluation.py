@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.classification import BinaryCalibrationError
 
 from callbacks.indexed_outcomes import IndexedOutcomes
+from datamodules.benchmarks.base import plain_argmax
 from study.results import result_path, write_result
 
 
@@ -22,6 +23,12 @@ def _git_commit() -> str | None:
                               cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def _top1(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain top-1 over every output, with the softmax confidence of the prediction."""
+    predicted, confidence = plain_argmax(logits)
+    return predicted == labels, confidence
 
 
 def _versions() -> dict:
@@ -47,7 +54,9 @@ class OODEvaluation(Callback):
     Logged to the trainer's logger (rank zero): ``ood/<key>/error`` for each result key
     (``imagenet_a``, ..., ``imagenet_vid_w``), ``ood/<diagnostic>`` for the rest (e.g.
     ``ood/imagenet_vid/pm0``), and ``ood/<benchmark>/ece`` (15-bin expected calibration error
-    of the top-1 confidence). Written (rank zero): ``<results_dir>/<run name>.json`` per the
+    of the top-1 confidence). If the datamodule also serves ``clean_set()`` (its clean val set),
+    its error is recorded as ``clean/error`` and handed to benchmarks that use it (ImageNet-C's
+    relative mCE). Written (rank zero): ``<results_dir>/<run name>.json`` per the
     schema of ``docs/results-schema.md`` when the run is a study cell (the module's
     ``study_cell()`` has model, data size and steps), and always ``<log_dir>/ood_result.json``.
     """
@@ -71,28 +80,25 @@ class OODEvaluation(Callback):
         was_training = pl_module.training
         pl_module.eval()
         errors, metrics, settings, timings = {}, {}, {}, {}
+        clean = trainer.datamodule.clean_set() if hasattr(trainer.datamodule, "clean_set") else None
+        clean_error = None
+        if clean is not None:
+            # the clean error of the same model: ImageNet-C's relative mCE needs it
+            started = time.time()
+            _, correct, confidence = self._outcomes(trainer, pl_module, clean.loader, clean.size, "clean", _top1)
+            clean_error = float(1.0 - correct.float().mean())
+            metrics["clean/error"] = clean_error
+            metrics["clean/ece"] = self._ece(correct, confidence)
+            timings["clean"] = {"seconds": round(time.time() - started, 3), "images": int(clean.size)}
         for s in sets:
             started = time.time()
-            outcomes = IndexedOutcomes().to(pl_module.device)
-            seen = 0
-            for images, labels, index in s.loader:
-                images, labels = images.to(pl_module.device, non_blocking=True), labels.to(pl_module.device)
-                with trainer.precision_plugin.forward_context():
-                    logits = pl_module(images)
-                correct, confidence = s.benchmark.outcomes(logits.float(), labels)
-                outcomes.update(index.to(pl_module.device), correct, confidence)
-                seen += len(labels)
-            if seen == 0:  # this rank's shard is empty; it still joins the gather below
-                empty = torch.zeros(0, device=pl_module.device)
-                outcomes.update(empty.long(), empty.bool(), empty)
-            index, correct, confidence = outcomes.compute()  # collective: called on every rank
-            if len(index) != s.size:
-                raise RuntimeError(f"{s.name}: evaluated {len(index)} distinct examples of {s.size}; the loader lost or invented examples")
+            if clean_error is not None and hasattr(s.benchmark, "set_clean_error"):
+                s.benchmark.set_clean_error(clean_error)
+            _, correct, confidence = self._outcomes(trainer, pl_module, s.loader, s.size, s.name, s.benchmark.outcomes)
             summary = s.benchmark.summarize(correct.cpu().numpy(), confidence.cpu().numpy(), s.index)
             for key, value in summary.items():
                 (errors if key in s.index.result_keys else metrics)[key] = float(value)
-            ece = BinaryCalibrationError(n_bins=self.ece_bins, norm="l1")(confidence.cpu(), correct.long().cpu())
-            metrics[f"{s.name}/ece"] = float(ece)
+            metrics[f"{s.name}/ece"] = self._ece(correct, confidence)
             settings[s.name] = s.settings
             timings[s.name] = {"seconds": round(time.time() - started, 3), "images": int(s.size)}
         if was_training:
@@ -105,9 +111,35 @@ class OODEvaluation(Callback):
             self._write(log_dir, record)
         return record
 
+    @staticmethod
+    def _outcomes(trainer, pl_module, loader, size: int, name: str, score) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(indices, correct, confidence)`` over the whole set, one row per example, on every rank."""
+        outcomes = IndexedOutcomes().to(pl_module.device)
+        seen = 0
+        for images, labels, index in loader:
+            # a no-op when the loader already delivers on the device (FFCV's ToDevice on GPUs)
+            images, labels = images.to(pl_module.device, non_blocking=True), labels.to(pl_module.device)
+            with trainer.precision_plugin.forward_context():
+                logits = pl_module(images)
+            correct, confidence = score(logits.float(), labels)
+            outcomes.update(index.to(pl_module.device), correct, confidence)
+            seen += len(labels)
+        if seen == 0:  # this rank's shard is empty; it still joins the gather below
+            empty = torch.zeros(0, device=pl_module.device)
+            outcomes.update(empty.long(), empty.bool(), empty)
+        index, correct, confidence = outcomes.compute()  # collective: called on every rank
+        if len(index) != size:
+            raise RuntimeError(f"{name}: evaluated {len(index)} distinct examples of {size}; the loader lost or invented examples")
+        return index, correct, confidence
+
+    def _ece(self, correct: torch.Tensor, confidence: torch.Tensor) -> float:
+        return float(BinaryCalibrationError(n_bins=self.ece_bins, norm="l1")(confidence.cpu(), correct.long().cpu()))
+
     def _record(self, trainer, pl_module, errors, metrics, settings, timings) -> dict:
         cell = pl_module.study_cell() if hasattr(pl_module, "study_cell") else {}
         hparams = {k: v for k, v in dict(pl_module.hparams).items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
+        if getattr(pl_module, "effective_schedule", None):
+            hparams["effective_schedule"] = dict(pl_module.effective_schedule)  # what the HyperRule resolved to
         return {
             **cell,
             "model": cell.get("model") or getattr(pl_module, "backbone_name", type(pl_module).__name__),

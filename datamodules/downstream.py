@@ -7,7 +7,7 @@ import numpy as np
 
 from datamodules.base import BetonDataModule, distributed_context
 from datamodules.ffcv_loaders import eval_loader, train_loader
-from datamodules.ood import OODSuite
+from datamodules.ood import CleanSet, OODSuite
 from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines
 from lightning_modules import hyperrule
 
@@ -86,6 +86,10 @@ class DownstreamDataModule(BetonDataModule):
                            num_workers=self.num_workers, rank=rank, world_size=world, os_cache=self.os_cache)
 
     test_dataloader = val_dataloader
+
+    def clean_set(self) -> CleanSet:
+        """The clean val set, for the OOD callback (ImageNet-C's relative mCE needs its error)."""
+        return CleanSet(self.val_dataloader(), self.num_val_examples)
 
     def ood_sets(self):
         """The configured benchmarks as :class:`datamodules.ood.EvaluationSet` (empty without any)."""

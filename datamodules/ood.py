@@ -95,31 +95,58 @@ class OODSuite:
         return sets
 
 
-class OODDataModule(L.LightningDataModule):
-    """Only the OOD suite, to evaluate a checkpoint or weight file without downstream data.
+@dataclass
+class CleanSet:
+    """A clean val set beside the suite: ``loader`` yields this rank's shard, ``size`` counts all rows."""
 
-    ``class_list`` is the model's output order; default: the 1,000 ImageNet-1k wnids (timm's list).
+    loader: Any
+    size: int
+
+
+class OODDataModule(L.LightningDataModule):
+    """The OOD suite plus a clean val set: evaluates a checkpoint or weight file without training.
+
+    ``python train.py test --config configs/bit/evaluate_ood.yaml ...``: Lightning's test loop
+    runs over ``val_beton`` (clean top-1, logged as ``val/top1``), then the OOD evaluation
+    callback evaluates the suite and hands it the clean error (ImageNet-C's relative mCE).
+
+    Args:
+        val_beton: the clean val set (ImageNet-1k val, ``python -m datamodules.convert imagenet1k-val``).
+        ood_root / benchmarks / benchmark_options / ood_cache: as in ``DownstreamDataModule``.
+        resolution: eval side (squash resize, as BiT evaluates).
+        class_list: the model's outputs as wnids in output order (default: the val beton's classes).
     """
 
-    def __init__(self, ood_root: str, benchmarks: list[str], resolution: int = 384, batch_size: int = 256,
-                 class_list: list[str] | None = None, class_list_from: str | None = None,
-                 benchmark_options: dict[str, dict] | None = None, ood_cache: str | None = None, num_workers: int = 2):
+    def __init__(self, val_beton: str, ood_root: str, benchmarks: list[str], resolution: int = 384, batch_size: int = 256,
+                 class_list: list[str] | None = None, benchmark_options: dict[str, dict] | None = None,
+                 ood_cache: str | None = None, num_workers: int = 2):
         super().__init__()
         self.save_hyperparameters()
-        if class_list is None and class_list_from is not None:
-            from datamodules.beton import read_manifest
+        from datamodules.beton import read_manifest
 
-            class_list = read_manifest(Path(class_list_from))["classes"]
-        if class_list is None:
-            from datamodules.benchmarks.class_lists import imagenet1k_wnids
-
-            class_list = imagenet1k_wnids()
-        self.class_list = list(class_list)
+        self.val_beton = Path(val_beton)
+        manifest = read_manifest(self.val_beton, "python -m datamodules.convert imagenet1k-val SRC OUT.beton")
+        self.class_list = list(class_list) if class_list is not None else list(manifest["classes"])
+        self.num_val_examples = int(manifest["num_images"])
         self.ood = OODSuite(ood_root, benchmarks, self.class_list, resolution, benchmark_options, ood_cache)
+
+    # the CLI links data.num_train_examples into every model; there is no training set here
+    num_train_examples = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_list)
+
+    def test_dataloader(self):
+        rank, world = distributed_context(self.trainer)
+        res = self.hparams.resolution
+        return eval_loader(self.val_beton, np.arange(self.num_val_examples, dtype=np.uint32), self.hparams.batch_size,
+                           lambda: eval_pipelines(res), f"eval:{res}", num_workers=self.hparams.num_workers, rank=rank, world_size=world)
+
+    val_dataloader = test_dataloader
+
+    def clean_set(self) -> CleanSet:
+        return CleanSet(self.test_dataloader(), self.num_val_examples)
 
     def ood_sets(self) -> list[EvaluationSet]:
         rank, world = distributed_context(self.trainer)

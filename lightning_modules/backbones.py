@@ -76,27 +76,37 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_backbone_weights(model: torch.nn.Module, path: str | Path, prefix: str = "") -> list[str]:
+def load_backbone_weights(model: torch.nn.Module, path: str | Path, prefix: str = "", with_head: bool = False) -> list[str]:
     """Load ``path`` into ``model`` except the classifier head; returns the head keys skipped.
 
     ``prefix`` is stripped from the file's keys (Lightning checkpoints store ``model.``).
     BiT ``.npz`` files go through timm's BiT loader. Any other missing key is an error.
+    ``with_head=True`` (evaluating a trained classifier) loads the head too and refuses a
+    file whose head does not have the model's number of outputs.
     """
     path = Path(path)
+    head = model.get_classifier()
     if path.suffix == ".npz":
-        head = model.get_classifier()
         saved = {k: v.clone() for k, v in head.state_dict().items()}
-        model.load_pretrained(str(path))  # timm's BiT npz reader (ResNetV2 only)
+        try:
+            model.load_pretrained(str(path))  # timm's BiT npz reader (ResNetV2 only)
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise ValueError(f"{path} does not match the backbone ({type(err).__name__}: {err}); is it a BiT ResNetV2 of this size?") from err
+        if with_head:
+            return []
         head.load_state_dict(saved)
         return [f"head.fc.{k}" for k in saved]
     state = {k[len(prefix):]: v for k, v in read_state_dict(path).items() if k.startswith(prefix)}
     own = model.state_dict()
     skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if with_head and skipped:
+        raise ValueError(f"{path}: {skipped[0]} has shape {tuple(state[skipped[0]].shape)}, the model's {tuple(own[skipped[0]].shape)}; "
+                         f"the file's head has another number of classes than the data's class list")
     for k in skipped:
         del state[k]
     missing, unexpected = model.load_state_dict(state, strict=False)
-    head_names = {n for n, _ in model.get_classifier().named_parameters(prefix="head.fc")} | set(skipped)
-    real_missing = [k for k in missing if k not in head_names and not k.startswith("head.")]
+    head_names = set() if with_head else {n for n, _ in head.named_parameters(prefix="head.fc")} | set(skipped)
+    real_missing = [k for k in missing if k not in head_names and (with_head or not k.startswith("head."))]
     if real_missing or unexpected:
         raise ValueError(f"{path} does not match the backbone: missing {real_missing[:3]}, unexpected {unexpected[:3]}")
     return skipped

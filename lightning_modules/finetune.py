@@ -39,7 +39,7 @@ class FinetuneModule(ImageClassifier):
     Any of ``steps``/``warmup_steps``/``decay_steps``/``mixup_alpha`` given here overrides the
     rule. ``schedule_scale`` multiplies every boundary of the rule (the miniature study
     uses 0.1; leave 1.0 for real runs). ``trainer.max_steps`` is set from the schedule when
-    left at -1. The effective values are logged as hyper-parameters and in the result file.
+    left at -1. The effective values (``effective_schedule``) go to the result file.
     """
 
     def __init__(
@@ -71,6 +71,7 @@ class FinetuneModule(ImageClassifier):
             raise ValueError("set model.upstream_checkpoint or model.weights, not both")
         super().__init__(backbone, num_classes, channels_last=channels_last)
         self.save_hyperparameters()
+        self.hparams["backbone"] = backbone  # resolved from the upstream checkpoint: the checkpoint names its own model
         if upstream is not None:
             state = {k[len("model."):]: v for k, v in upstream["state_dict"].items() if k.startswith("model.")}
             own = self.model.state_dict()
@@ -102,7 +103,8 @@ class FinetuneModule(ImageClassifier):
             self.trainer.fit_loop.epoch_loop.max_steps = self.schedule.steps
         elif configured != self.schedule.steps:
             rank_zero_warn(f"trainer.max_steps={configured} overrides the HyperRule's {self.schedule.steps} steps")
-        self.hparams["effective_schedule"] = {
+        # not in hparams: Lightning's CLI feeds a checkpoint's hparams back into __init__ (--ckpt_path)
+        self.effective_schedule = {
             "steps": self.trainer.max_steps, "warmup_steps": self.schedule.warmup_steps,
             "decay_steps": list(self.schedule.decay_steps), "mixup_alpha": self.mixup_alpha,
         }

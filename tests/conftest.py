@@ -85,4 +85,5 @@ def cell(world):
     ckpt = up.trainer.checkpoint_callback.last_model_path
     ft = cli_main(["fit", "--config", str(ft_cfg), "--config", str(data / "ood_options.yaml"), *quiet,
                    "--model.init_args.upstream_checkpoint", ckpt])
+    ft.trainer.save_checkpoint(runs / "finetuned.ckpt")  # what tests of evaluation-only runs load
     return world, Path(ckpt), Path(ft.trainer.log_dir), ft_cfg

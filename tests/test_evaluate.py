@@ -1,0 +1,84 @@
+"""Evaluation without training: `train.py test` on a checkpoint, a weight file, or --ckpt_path."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lightning_modules.cli import cli_main
+
+pytestmark = pytest.mark.slow
+
+
+def _evaluate(world, tmp_path, *args):
+    cli_main(["test", "--config", "configs/miniature/evaluate.yaml", "--config", str(world / "data/ood_options.yaml"),
+                    "--data.init_args.val_beton", str(world / "data/betons/downstream_val.beton"),
+                    "--data.init_args.ood_root", str(world / "data/ood"),
+                    "--trainer.logger.init_args.save_dir", str(tmp_path / "tb"),
+                    "--trainer.callbacks.init_args.results_dir", str(tmp_path / "results"),
+                    "--trainer.enable_progress_bar", "false", *args])
+    (path,) = (tmp_path / "tb").glob("evaluate/version_*/ood_result.json")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def finetuned(cell):
+    world, _, _, _ = cell
+    record = json.loads((world / "runs/results/resnetv2_tiny_bit-size=40-steps=4-seed=0.json").read_text())
+    return world, world / "runs/finetuned.ckpt", record
+
+
+def test_checkpoint_is_evaluated_and_filed_under_its_cell(finetuned, tmp_path):
+    world, ckpt, trained = finetuned
+    record = _evaluate(world, tmp_path, "--model.init_args.checkpoint", str(ckpt))
+    assert record["errors"] == pytest.approx(trained["errors"], abs=1e-6)  # same weights, same sets: same numbers
+    assert (record["model"], record["data_size"], record["steps"]) == ("resnetv2_tiny_bit", 40, 4)
+    filed = json.loads((tmp_path / "results/resnetv2_tiny_bit-size=40-steps=4-seed=0.json").read_text())
+    assert filed["errors"] == record["errors"]
+    # the clean val error is measured too and feeds ImageNet-C's relative mCE
+    assert 0.0 <= record["metrics"]["clean/error"] <= 1.0 and "imagenet_c/relative_mce" in record["metrics"]
+    assert record["timings"]["clean"]["images"] == 36  # 18 classes x 2 val images, each counted once
+
+
+def test_a_safetensors_weight_file_gives_the_same_numbers(finetuned, tmp_path):
+    from safetensors.torch import save_file
+
+    world, ckpt, trained = finetuned
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    save_file({k[len("model."):]: v.contiguous() for k, v in state.items() if k.startswith("model.")}, str(tmp_path / "w.safetensors"))
+    record = _evaluate(world, tmp_path, "--model.init_args.backbone", "resnetv2_tiny_bit",
+                       "--model.init_args.weights", str(tmp_path / "w.safetensors"))
+    assert record["errors"] == pytest.approx(trained["errors"], abs=1e-6)
+    assert record["data_size"] is None and not (tmp_path / "results").exists()  # not a study cell: log dir only
+
+
+def test_ckpt_path_with_the_finetune_config(cell, finetuned, tmp_path):
+    """The issue's command: ``train.py test --config <fine-tune config> --ckpt_path <checkpoint>``."""
+    from tests.conftest import _stage_config
+
+    world, ckpt, trained = finetuned
+
+    def to_tmp(c):
+        c["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "tb")
+        c["trainer"]["callbacks"][0]["init_args"]["results_dir"] = str(tmp_path / "results")
+        c["trainer"]["callbacks"][1]["init_args"].update(results_dir=str(tmp_path / "results"), out_dir=str(tmp_path / "grid"))
+
+    cfg = _stage_config(cell[3], tmp_path / "ft.yaml", to_tmp)
+    cli_main(["test", "--config", str(cfg), "--config", str(world / "data/ood_options.yaml"), "--ckpt_path", str(ckpt),
+              "--trainer.enable_progress_bar", "false"])
+    record = json.loads((tmp_path / "results/resnetv2_tiny_bit-size=40-steps=4-seed=0.json").read_text())
+    assert record["errors"] == pytest.approx(trained["errors"], abs=1e-6)
+
+
+def test_a_head_of_another_size_is_refused(finetuned, tmp_path):
+    from safetensors.torch import save_file
+
+    world, ckpt, _ = finetuned
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    weights = {k[len("model."):]: v.contiguous() for k, v in state.items() if k.startswith("model.")}
+    weights["head.fc.weight"] = weights["head.fc.weight"][:5].contiguous()
+    weights["head.fc.bias"] = weights["head.fc.bias"][:5].contiguous()
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ValueError, match="head.fc.(weight|bias) has shape .*another number of classes"):
+        _evaluate(world, tmp_path, "--model.init_args.backbone", "resnetv2_tiny_bit", "--model.init_args.weights", str(tmp_path / "w.safetensors"))
