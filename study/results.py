@@ -71,16 +71,18 @@ def safe_name(text: str) -> str:
     return out or "_"
 
 
-def run_name(model: str, data_size: int, steps: int, seed: int | None) -> str:
+def run_name(model: str, data_size: int, steps: int, seed: int | None, resolution: int | None = None) -> str:
     """Filesystem-safe name of one run (= one result file), e.g.
-    ``resnetv2_tiny_bit-size=2000-steps=400-seed=0``.
+    ``resnetv2_tiny_bit-size=2000-steps=400-seed=0`` (``...-seed=0-res=384`` on a study
+    with a resolution axis).
 
-    The four fields identify a run of the study, so two different runs never share a name;
+    The fields identify a run of the study, so two different runs never share a name;
     ``seed=None`` (an unseeded run) is written ``seed=none``. The ``size=...-steps=...``
     part follows the run names of the paper's calibration follow-up.
     """
     seed_txt = "none" if seed is None else str(int(seed))
-    return f"{safe_name(model)}-size={int(data_size)}-steps={int(steps)}-seed={seed_txt}"
+    name = f"{safe_name(model)}-size={int(data_size)}-steps={int(steps)}-seed={seed_txt}"
+    return name if resolution is None else f"{name}-res={int(resolution)}"
 
 
 def result_path(results_dir: Path, record: dict) -> Path:
@@ -90,7 +92,7 @@ def result_path(results_dir: Path, record: dict) -> Path:
     run is repeated after a fix.
     """
     name = record.get("run_name") or run_name(
-        record["model"], record["data_size"], record["steps"], record.get("seed")
+        record["model"], record["data_size"], record["steps"], record.get("seed"), record.get("resolution")
     )
     return Path(results_dir) / f"{name}.json"
 
@@ -128,7 +130,7 @@ def validate_record(record: Any) -> None:
     """Raise `ResultSchemaError` (one-line message) unless `record` follows the schema.
 
     Required: ``model`` non-empty str; ``data_size`` and ``steps`` positive ints;
-    ``seed`` int or null; ``errors`` a non-empty object of benchmark key → finite float in
+    ``seed`` int or null; optional ``resolution`` positive int or null (a study's resolution axis); ``errors`` a non-empty object of benchmark key → finite float in
     [0, 1] (top-1 error as a fraction; unknown keys are allowed and kept). Optional fields are
     type-checked when present; unknown top-level fields are allowed so that later writers can
     add information without breaking older readers. ``schema_version``, when present, must be 1.
@@ -154,6 +156,9 @@ def validate_record(record: Any) -> None:
     seed = record["seed"]
     if seed is not None and not _is_int(seed):
         raise ResultSchemaError(f"'seed' must be an integer or null, got {seed!r}")
+    resolution = record.get("resolution")
+    if resolution is not None and (not _is_int(resolution) or resolution <= 0):
+        raise ResultSchemaError(f"'resolution' must be a positive integer or null, got {resolution!r}")
 
     errors = record["errors"]
     if not isinstance(errors, dict) or not errors:
@@ -228,7 +233,7 @@ def write_result(path: Path, record: dict) -> Path:
     else:
         validate_record(out)
     out.setdefault("schema_version", SCHEMA_VERSION)
-    out.setdefault("run_name", run_name(out["model"], out["data_size"], out["steps"], out["seed"]))
+    out.setdefault("run_name", run_name(out["model"], out["data_size"], out["steps"], out["seed"], out.get("resolution")))
     out.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     text = json.dumps(out, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
