@@ -10,6 +10,8 @@ spec's §1::
   cell reads 0.0, and cells can be negative (longer training on little data can hurt).
 - ``bottom`` panel, per benchmark and (steps, data_size) cell: ``err_ref`` is the smaller
   model's error and ``err_cell`` the larger model's, model column ``"A->B"``.
+- A study with a ``resolution`` axis (records carrying ``resolution``) gets both kinds of
+  panel once per resolution value: references, pairs and cells never mix resolutions.
 
 Several records in one (model, steps, data_size) cell — different seeds — are averaged
 (arithmetic mean of the errors, per benchmark, before the reduction is taken) and the count
@@ -30,6 +32,9 @@ from typing import Iterable, Sequence
 from study.results import BENCHMARKS, ResultSchemaError, atomic_write_bytes, validate_record
 
 CSV_COLUMNS: tuple[str, ...] = ("panel", "model", "benchmark", "steps", "data_size", "reduction_pct")
+# Appended to the CSV only when the records have a resolution axis, so the header of a plain
+# study stays the documented six columns.
+RESOLUTION_COLUMN = "resolution"
 PANELS: tuple[str, ...] = ("top", "bottom")
 
 
@@ -66,6 +71,7 @@ class GridRow:
     """One CSV row. `model` is a model name (top) or ``"A->B"`` (bottom).
 
     `n_ref` / `n_cell`: how many records were averaged into the reference / the cell.
+    `resolution`: the resolution-axis value of the panel (None without that axis).
     """
 
     panel: str
@@ -76,6 +82,7 @@ class GridRow:
     reduction_pct: float
     n_ref: int = 1
     n_cell: int = 1
+    resolution: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,28 +95,35 @@ class MissingCell:
     steps: int
     data_size: int
     reason: str
+    resolution: int | None = None
 
     def __str__(self) -> str:
         return (
-            f"{self.panel} panel {self.model}, {self.benchmark}: cell (steps={self.steps}, "
-            f"data_size={self.data_size}) missing: {self.reason}"
+            f"{self.panel} panel {self.model}{at_resolution(self.resolution)}, {self.benchmark}: cell "
+            f"(steps={self.steps}, data_size={self.data_size}) missing: {self.reason}"
         )
+
+
+def at_resolution(resolution: int | None) -> str:
+    """`` at resolution 384`` for messages and titles; empty without a resolution axis."""
+    return "" if resolution is None else f" at resolution {resolution}"
 
 
 @dataclass
 class GridResult:
     """Everything the heat-maps and the report need.
 
-    - `rows`: sorted by panel (top, bottom), model (size order; pairs in size order),
-      benchmark (Figure-3 order), steps, data_size. Cells without a value have no row.
-    - `missing`: every (panel, model, benchmark, steps, data_size) of the full grid with no row.
+    - `rows`: sorted by resolution, panel (top, bottom), model (size order; pairs in size
+      order), benchmark (Figure-3 order), steps, data_size. Cells without a value have no row.
+    - `missing`: every cell of the full grid (per panel and benchmark) with no row.
     - `messages`: one-line notes (missing reference cells, ordering fallbacks, duplicates ...).
     - `models`: smallest first; `pairs`: consecutive (smaller, larger) pairs of `models`.
     - `benchmarks`: the known benchmarks found in at least one record, Figure-3 order.
     - `steps`, `data_sizes`: the grid axes, ascending, the union over all records and models.
-    - `cells`: ``(model, steps, data_size, benchmark) -> CellError``.
-    - `references`: ``(model, benchmark) -> (steps, data_size)`` of each top-panel reference
-      that exists.
+    - `resolutions`: values of the resolution axis, ascending; ``[None]`` without one.
+    - `cells`: ``(model, steps, data_size, benchmark, resolution) -> CellError``.
+    - `references`: ``(model, benchmark, resolution) -> (steps, data_size)`` of each top-panel
+      reference that exists.
     """
 
     rows: list[GridRow] = field(default_factory=list)
@@ -120,20 +134,33 @@ class GridResult:
     benchmarks: list[str] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     data_sizes: list[int] = field(default_factory=list)
-    cells: dict[tuple[str, int, int, str], CellError] = field(default_factory=dict)
-    references: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    resolutions: list[int | None] = field(default_factory=lambda: [None])
+    cells: dict[tuple[str, int, int, str, int | None], CellError] = field(default_factory=dict)
+    references: dict[tuple[str, str, int | None], tuple[int, int]] = field(default_factory=dict)
 
-    def panel_models(self) -> list[tuple[str, str]]:
-        """``(panel, model column)`` of every panel, in figure order."""
-        return [("top", m) for m in self.models] + [("bottom", pair_label(a, b)) for a, b in self.pairs]
+    @property
+    def has_resolution(self) -> bool:
+        """True when the records have a resolution axis (the CSV then has a resolution column)."""
+        return any(r is not None for r in self.resolutions)
 
-    def value(self, panel: str, model: str, benchmark: str, steps: int, data_size: int) -> float | None:
+    def panel_models(self) -> list[tuple[str, str, int | None]]:
+        """``(panel, model column, resolution)`` of every panel, in figure order."""
+        return [p for res in self.resolutions for p in
+                [("top", m, res) for m in self.models] + [("bottom", pair_label(a, b), res) for a, b in self.pairs]]
+
+    def value(self, panel: str, model: str, benchmark: str, steps: int, data_size: int,
+              resolution: int | None = None) -> float | None:
         """Reduction of one cell, or None when the cell has no row."""
-        return self.values().get((panel, model, benchmark, steps, data_size))
+        return self.values().get((panel, model, benchmark, steps, data_size, resolution))
 
-    def values(self) -> dict[tuple[str, str, str, int, int], float]:
-        """``(panel, model, benchmark, steps, data_size) -> reduction_pct`` of every row."""
-        return {(r.panel, r.model, r.benchmark, r.steps, r.data_size): r.reduction_pct for r in self.rows}
+    def values(self) -> dict[tuple[str, str, str, int, int, int | None], float]:
+        """``(panel, model, benchmark, steps, data_size, resolution) -> reduction_pct`` of every row."""
+        return {(r.panel, r.model, r.benchmark, r.steps, r.data_size, r.resolution): r.reduction_pct for r in self.rows}
+
+    def error(self, model: str, benchmark: str, steps: int, data_size: int, resolution: int | None = None) -> float | None:
+        """Seed-averaged absolute error of one cell, or None when no record has it."""
+        cell = self.cells.get((model, steps, data_size, benchmark, resolution))
+        return None if cell is None else cell.mean
 
 
 def _num_params(record: dict) -> float | None:
@@ -194,28 +221,33 @@ def order_models(
 
 def _average_cells(
     records: Iterable[dict], benchmarks: Sequence[str]
-) -> tuple[dict[tuple[str, int, int, str], CellError], list[str]]:
-    errs: dict[tuple[str, int, int, str], list[float]] = defaultdict(list)
-    seeds: dict[tuple[str, int, int, str], list] = defaultdict(list)
+) -> tuple[dict[tuple[str, int, int, str, int | None], CellError], list[str]]:
+    errs: dict[tuple[str, int, int, str, int | None], list[float]] = defaultdict(list)
+    seeds: dict[tuple[str, int, int, str, int | None], list] = defaultdict(list)
     known = set(benchmarks)
     for r in records:
         for b, e in r["errors"].items():
             if b in known:
-                key = (r["model"], r["steps"], r["data_size"], b)
+                key = (r["model"], r["steps"], r["data_size"], b, r.get("resolution"))
                 errs[key].append(float(e))
                 seeds[key].append(r["seed"])
     cells = {k: CellError(math.fsum(v) / len(v), len(v), tuple(seeds[k])) for k, v in errs.items()}
     notes = []
     reported = set()
-    for (m, s, d, _b), sd in seeds.items():
+    for (m, s, d, _b, res), sd in seeds.items():
         dup = sorted({x for x in sd if sd.count(x) > 1}, key=lambda x: (x is None, x or 0))
-        if dup and (m, s, d) not in reported:
-            reported.add((m, s, d))
+        if dup and (m, s, d, res) not in reported:
+            reported.add((m, s, d, res))
             notes.append(
-                f"cell model={m} steps={s} data_size={d}: seed(s) {dup} appear in more than "
-                f"one result file; all of them are averaged"
+                f"cell model={m} steps={s} data_size={d}{at_resolution(res)}: seed(s) {dup} appear in "
+                f"more than one result file; all of them are averaged"
             )
     return cells, notes
+
+
+def _resolution_order(values: Iterable[int | None]) -> list[int | None]:
+    # records without a resolution form their own group, listed first
+    return sorted(set(values), key=lambda r: (r is not None, r or 0))
 
 
 def build_grid(
@@ -231,7 +263,8 @@ def build_grid(
     union of steps and of data sizes over all records; a cell of that full grid without a
     value is listed in `GridResult.missing` and has no row. A top panel whose reference cell
     is missing gets a message and no rows (never an exception). With more than two models,
-    bottom panels compare each consecutive pair in size order (see `order_models`).
+    bottom panels compare each consecutive pair in size order (see `order_models`). Records
+    with a ``resolution`` get their own panels per resolution value.
     """
     grid = GridResult()
     valid = []
@@ -252,6 +285,7 @@ def build_grid(
     grid.pairs = list(zip(grid.models[:-1], grid.models[1:]))
     grid.steps = sorted({r["steps"] for r in valid})
     grid.data_sizes = sorted({r["data_size"] for r in valid})
+    grid.resolutions = _resolution_order(r.get("resolution") for r in valid)
     present = {b for r in valid for b in r["errors"]}
     grid.benchmarks = [b for b in benchmarks if b in present]
     absent = [b for b in benchmarks if b not in present]
@@ -259,60 +293,75 @@ def build_grid(
         grid.messages.append(f"no result has benchmark(s) {', '.join(absent)}: their panels are left out")
     grid.cells, notes = _average_cells(valid, grid.benchmarks)
     grid.messages += notes
-    cells = grid.cells
-    axes = [(s, d) for s in grid.steps for d in grid.data_sizes]
-
-    for m in grid.models:
-        mine = [r for r in valid if r["model"] == m]
-        ref = (min(r["steps"] for r in mine), min(r["data_size"] for r in mine))
-        for b in grid.benchmarks:
-            ref_cell = cells.get((m, ref[0], ref[1], b))
-            if ref_cell is None:
-                grid.messages.append(
-                    f"top panel for model {m}, benchmark {b}: reference cell "
-                    f"(steps={ref[0]}, data_size={ref[1]}) missing; no top-panel values for it"
-                )
-            else:
-                grid.references[(m, b)] = ref
-                if ref_cell.mean == 0:
-                    grid.messages.append(
-                        f"top panel for model {m}, benchmark {b}: reference error is 0, "
-                        f"relative reductions are undefined (nan)"
-                    )
-            for s, d in axes:
-                c = cells.get((m, s, d, b))
-                if c is None:
-                    grid.missing.append(MissingCell("top", m, b, s, d, f"no result for {m}"))
-                elif ref_cell is not None:
-                    grid.rows.append(
-                        GridRow("top", m, b, s, d, reduction_pct(ref_cell.mean, c.mean), ref_cell.n, c.n)
-                    )
-
     if len(grid.models) == 1:
         grid.messages.append(f"only one model ({grid.models[0]}): no bottom panel")
-    for a, bm in grid.pairs:
-        label = pair_label(a, bm)
-        for b in grid.benchmarks:
-            zero_noted = False
-            for s, d in axes:
-                ca, cb = cells.get((a, s, d, b)), cells.get((bm, s, d, b))
-                if ca is None or cb is None:
-                    lacking = " and ".join(x for x, c in ((a, ca), (bm, cb)) if c is None)
-                    grid.missing.append(MissingCell("bottom", label, b, s, d, f"no result for {lacking}"))
-                    continue
-                if ca.mean == 0 and not zero_noted:
-                    zero_noted = True
-                    grid.messages.append(
-                        f"bottom panel {label}, benchmark {b}: {a} has error 0 in some cells, "
-                        f"relative reductions there are undefined (nan)"
-                    )
-                grid.rows.append(GridRow("bottom", label, b, s, d, reduction_pct(ca.mean, cb.mean), ca.n, cb.n))
+    for res in grid.resolutions:
+        _top_panels(grid, [r for r in valid if r.get("resolution") == res], res)
+        _bottom_panels(grid, res)
 
     # Generation order is already this order; sorting makes the contract explicit.
     rank = {pm: i for i, pm in enumerate(grid.panel_models())}
     brank = {b: i for i, b in enumerate(benchmarks)}
-    grid.rows.sort(key=lambda r: (rank[(r.panel, r.model)], brank[r.benchmark], r.steps, r.data_size))
+    grid.rows.sort(key=lambda r: (rank[(r.panel, r.model, r.resolution)], brank[r.benchmark], r.steps, r.data_size))
     return grid
+
+
+def _axes(grid: GridResult) -> list[tuple[int, int]]:
+    return [(s, d) for s in grid.steps for d in grid.data_sizes]
+
+
+def _top_panels(grid: GridResult, records: list[dict], res: int | None) -> None:
+    """Rows, references, missing cells and messages of every top panel at resolution `res`."""
+    cells, at = grid.cells, at_resolution(res)
+    for m in grid.models:
+        mine = [r for r in records if r["model"] == m]
+        ref = (min(r["steps"] for r in mine), min(r["data_size"] for r in mine)) if mine else None
+        for b in grid.benchmarks:
+            ref_cell = cells.get((m, ref[0], ref[1], b, res)) if ref else None
+            if ref is None:
+                grid.messages.append(f"top panel for model {m}{at}, benchmark {b}: no result at all; no top-panel values for it")
+            elif ref_cell is None:
+                grid.messages.append(
+                    f"top panel for model {m}{at}, benchmark {b}: reference cell "
+                    f"(steps={ref[0]}, data_size={ref[1]}) missing; no top-panel values for it"
+                )
+            else:
+                grid.references[(m, b, res)] = ref
+                if ref_cell.mean == 0:
+                    grid.messages.append(
+                        f"top panel for model {m}{at}, benchmark {b}: reference error is 0, "
+                        f"relative reductions are undefined (nan)"
+                    )
+            for s, d in _axes(grid):
+                c = cells.get((m, s, d, b, res))
+                if c is None:
+                    grid.missing.append(MissingCell("top", m, b, s, d, f"no result for {m}", res))
+                elif ref_cell is not None:
+                    grid.rows.append(
+                        GridRow("top", m, b, s, d, reduction_pct(ref_cell.mean, c.mean), ref_cell.n, c.n, res)
+                    )
+
+
+def _bottom_panels(grid: GridResult, res: int | None) -> None:
+    """Rows, missing cells and messages of every bottom panel (consecutive model pairs) at `res`."""
+    cells = grid.cells
+    for a, bm in grid.pairs:
+        label = pair_label(a, bm)
+        for b in grid.benchmarks:
+            zero_noted = False
+            for s, d in _axes(grid):
+                ca, cb = cells.get((a, s, d, b, res)), cells.get((bm, s, d, b, res))
+                if ca is None or cb is None:
+                    lacking = " and ".join(x for x, c in ((a, ca), (bm, cb)) if c is None)
+                    grid.missing.append(MissingCell("bottom", label, b, s, d, f"no result for {lacking}", res))
+                    continue
+                if ca.mean == 0 and not zero_noted:
+                    zero_noted = True
+                    grid.messages.append(
+                        f"bottom panel {label}{at_resolution(res)}, benchmark {b}: {a} has error 0 in some "
+                        f"cells, relative reductions there are undefined (nan)"
+                    )
+                grid.rows.append(GridRow("bottom", label, b, s, d, reduction_pct(ca.mean, cb.mean), ca.n, cb.n, res))
 
 
 def _fmt(x: float) -> str:
@@ -326,16 +375,19 @@ def grid_csv_text(grid: GridResult) -> str:
     """The CSV `write_grid_csv` writes, as a string (rows in `GridResult.rows` order)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    extra = (RESOLUTION_COLUMN,) if grid.has_resolution else ()
+    w.writerow(CSV_COLUMNS + extra)
     for r in grid.rows:
-        w.writerow([r.panel, r.model, r.benchmark, r.steps, r.data_size, _fmt(r.reduction_pct)])
+        res = ("" if r.resolution is None else r.resolution,) if extra else ()
+        w.writerow([r.panel, r.model, r.benchmark, r.steps, r.data_size, _fmt(r.reduction_pct), *res])
     return buf.getvalue()
 
 
 def write_grid_csv(grid: GridResult, path: Path) -> Path:
     """Write the grid atomically as CSV and return `path`.
 
-    Header exactly ``panel,model,benchmark,steps,data_size,reduction_pct``; one row per cell
+    Header exactly ``panel,model,benchmark,steps,data_size,reduction_pct`` (plus a last column
+    ``resolution`` when the records have a resolution axis); one row per cell
     with a value, in `GridResult.rows` order (deterministic, see `build_grid`); reductions in
     percent rounded to 4 decimals (``nan`` for an undefined reduction). Missing cells have no row.
     """

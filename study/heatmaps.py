@@ -1,155 +1,130 @@
-"""Figure-3-style heat-maps of a `GridResult`.
+"""Figure-3-style heat-maps of a `GridResult`: relative reductions, and absolute errors.
 
-Figures are plain `matplotlib.figure.Figure` objects with an Agg canvas attached: no pyplot,
-so no global figure registry to leak, no backend switched at import time, and the same
-objects can be saved as PNG or handed to TensorBoard's ``SummaryWriter.add_figure``.
+Every heat-map figure is one subplot per benchmark (Figure-3 order), training steps as rows
+(fewest at the bottom, as in the paper), dataset sizes as columns with ``1M``/``5M``/``13M``
+tick labels, each cell annotated, missing cells blank, one colour scale shared by the
+figure's subplots.
 """
-
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
-from typing import Sequence
+from typing import Callable
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from study.grid import GridResult
-from study.results import atomic_write_bytes, display_name, safe_name
-
-_UNITS = ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "K"))
-
-
-def format_count(n: int, digits: int = 3) -> str:
-    """Human-readable count with at most `digits` significant digits: 1000 → ``1K``,
-    2500 → ``2.5K``, 112_000 → ``112K``, 1_120_000 → ``1.12M``, 13_000_000 → ``13M``,
-    400 → ``400``. Picks the largest unit the rounded value reaches (999_999 → ``1M``).
-    """
-    for unit, suffix in _UNITS:
-        v = n / unit
-        text = f"{v:.{digits}g}"
-        if abs(float(text)) >= 1:
-            return f"{text}{suffix}"
-    return str(n)
+from study.figures import benchmark_subplots, count_labels, figure_key, format_count
+from study.grid import GridResult, at_resolution
+from study.results import display_name
 
 
-def count_labels(values: Sequence[int]) -> list[str]:
-    """`format_count` labels for an axis, with more digits until no two labels collide."""
-    for digits in range(3, 10):
-        labels = [format_count(v, digits) for v in values]
-        if len(set(labels)) == len(labels):
-            return labels
-    return [str(v) for v in values]
-
-
-def figure_key(panel: str, model: str) -> str:
-    """File-safe figure name: ``top_<model>`` or ``bottom_<A>-vs-<B>`` (for model ``A->B``)."""
-    if panel == "bottom" and "->" in model:
-        a, b = model.split("->", 1)
-        return f"bottom_{safe_name(a)}-vs-{safe_name(b)}"
-    return f"{panel}_{safe_name(model)}"
-
-
-def _matrix(values: dict, panel: str, model: str, bench: str, steps, sizes) -> np.ndarray:
-    # (len(steps), len(sizes)); nan where the cell has no row or its reduction is undefined
-    # (panel_figure tells the two apart to label the latter "n/a").
-    m = np.full((len(steps), len(sizes)), np.nan)
-    for i, s in enumerate(steps):
-        for j, d in enumerate(sizes):
-            v = values.get((panel, model, bench, s, d))
+def _matrix(grid: GridResult, value) -> np.ndarray:
+    # (len(steps), len(sizes)); nan where value(steps, size) is None or undefined
+    m = np.full((len(grid.steps), len(grid.data_sizes)), np.nan)
+    for i, s in enumerate(grid.steps):
+        for j, d in enumerate(grid.data_sizes):
+            v = value(s, d)
             if v is not None:
                 m[i, j] = v
     return m
 
 
-def _title(grid: GridResult, panel: str, model: str) -> str:
-    if panel == "top":
-        refs = {grid.references[(model, b)] for b in grid.benchmarks if (model, b) in grid.references}
-        if len(refs) == 1:
-            s, d = refs.pop()
-            ref = f"{format_count(s)} steps, {format_count(d)} images"
-        else:
-            ref = "its fewest steps and smallest data size"
-        return f"{model}: OOD error reduction (%) relative to {ref}"
-    a, _, b = model.partition("->")
-    return f"{a} \u2192 {b}: OOD error reduction (%) from the smaller to the larger model"
-
-
-def panel_figure(grid: GridResult, panel: str, model: str, *, cmap: str = "RdBu") -> Figure:
-    """One heat-map figure: a subplot per benchmark of `grid.benchmarks` (Figure-3 order),
-    steps as rows (fewest at the bottom), data sizes as columns, each cell annotated with its
-    reduction (``%.1f``; ``n/a`` when undefined), missing cells blank. One diverging colour
-    scale, symmetric around 0 (blue = lower error), is shared by all subplots of the figure.
-    """
-    values = grid.values()
-    steps, sizes, benches = grid.steps, grid.data_sizes, grid.benchmarks
-    mats = {b: _matrix(values, panel, model, b, steps, sizes) for b in benches}
-    present = {b: {(s, d) for s in steps for d in sizes if (panel, model, b, s, d) in values} for b in benches}
-    finite = np.concatenate([m[np.isfinite(m)] for m in mats.values()] or [np.zeros(0)])
-    vmax = float(np.abs(finite).max()) if finite.size else 0.0
-    if not vmax > 0:
-        vmax = 1.0  # all zero or empty: any symmetric range keeps 0 at the centre colour
-    norm = Normalize(vmin=-vmax, vmax=vmax)
+def _heatmap(grid: GridResult, mats: dict[str, np.ndarray], present: dict[str, set], *, norm: Normalize,
+             cmap: str, dark: Callable[[float], bool], title: str, colour_label: str, notes: dict[str, str]) -> Figure:
+    """The shared drawing: `mats` per benchmark, annotated ``%.1f`` where present; `dark(norm(v))`
+    says where the colour is dark enough for white text."""
+    steps, sizes = grid.steps, grid.data_sizes
+    fig, axes, side = benchmark_subplots(len(mats), (0.3 + 0.6 * len(sizes), 0.2 + 0.4 * len(steps)))
     cm = colormaps[cmap].with_extremes(bad="white")  # nan (missing) cells drawn blank
-
-    n = max(len(benches), 1)
-    ncols = min(4, n)
-    nrows = math.ceil(n / ncols)
-    cell_w, cell_h = 0.75, 0.45
-    fig = Figure(
-        figsize=(ncols * (1.5 + cell_w * len(sizes)) + 1.0, nrows * (1.3 + cell_h * len(steps)) + 0.6),
-        layout="constrained",
-    )
-    FigureCanvasAgg(fig)  # attaches itself; savefig/add_figure need no pyplot
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     xlabels, ylabels = count_labels(sizes), count_labels(steps)
-    for ax, b in zip(axes, benches):
-        m = mats[b]
+    for ax, (b, m) in zip(axes, mats.items()):
         ax.imshow(np.ma.masked_invalid(m), origin="lower", cmap=cm, norm=norm, aspect="auto")
         for i, s in enumerate(steps):
             for j, d in enumerate(sizes):
                 if (s, d) not in present[b]:
                     continue
                 v = m[i, j]
-                text = "n/a" if math.isnan(v) else f"{v:.1f}"
-                colour = "white" if math.isfinite(v) and abs(v) > 0.6 * vmax else "black"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
-        if panel == "top" and (model, b) not in grid.references:
-            ax.text(0.5, 0.5, "reference cell\nmissing", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=8, color="grey")
+                white = math.isfinite(v) and dark(float(norm(v)))
+                ax.text(j, i, "n/a" if math.isnan(v) else f"{v:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if white else "black")
+        if b in notes:
+            ax.text(0.5, 0.5, notes[b], ha="center", va="center", transform=ax.transAxes, fontsize=8, color="grey")
         ax.set_title(display_name(b), fontsize=10)
         ax.set_xticks(range(len(sizes)), xlabels, fontsize=8)
         ax.set_yticks(range(len(steps)), ylabels, fontsize=8)
         ax.set_xlabel("Dataset size", fontsize=8)
         ax.set_ylabel("Training steps", fontsize=8)
-    for ax in axes[len(benches):]:
-        ax.set_visible(False)
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=list(axes[: max(len(benches), 1)]),
-                 label="error reduction (%)", shrink=0.9)
-    fig.suptitle(_title(grid, panel, model), fontsize=11)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cm), cax=fig.add_axes(side), label=colour_label)
+    fig.suptitle(title, fontsize=11)
     return fig
 
 
+def _reduction_title(grid: GridResult, panel: str, model: str, resolution: int | None) -> str:
+    at = at_resolution(resolution)
+    if panel == "top":
+        refs = {grid.references[(model, b, resolution)] for b in grid.benchmarks if (model, b, resolution) in grid.references}
+        if len(refs) == 1:
+            s, d = refs.pop()
+            ref = f"{format_count(s)} steps, {format_count(d)} images"
+        else:
+            ref = "its fewest steps and smallest data size"
+        return f"{model}{at}: OOD error reduction (%) relative to {ref}"
+    a, _, b = model.partition("->")
+    return f"{a} \u2192 {b}{at}: OOD error reduction (%) from the smaller to the larger model"
+
+
+def panel_figure(grid: GridResult, panel: str, model: str, resolution: int | None = None, *, cmap: str = "RdBu") -> Figure:
+    """One reduction heat-map (a Figure-3 panel): cells annotated ``%.1f`` (``n/a`` when the
+    reduction is undefined); a diverging colour scale symmetric around 0 (blue = lower error
+    than the reference) shared by the subplots; a top panel without its reference cell says so.
+    """
+    values = grid.values()
+    mats, present = {}, {}
+    for b in grid.benchmarks:
+        mats[b] = _matrix(grid, lambda s, d: values.get((panel, model, b, s, d, resolution)))
+        present[b] = {(s, d) for s in grid.steps for d in grid.data_sizes if (panel, model, b, s, d, resolution) in values}
+    finite = np.concatenate([m[np.isfinite(m)] for m in mats.values()] or [np.zeros(0)])
+    vmax = float(np.abs(finite).max()) if finite.size else 0.0
+    if not vmax > 0:
+        vmax = 1.0  # all zero or empty: any symmetric range keeps 0 at the centre colour
+    notes = {b: "reference cell\nmissing" for b in grid.benchmarks
+             if panel == "top" and (model, b, resolution) not in grid.references}
+    # RdBu is dark at both ends: |v| above 60 % of the range
+    return _heatmap(grid, mats, present, norm=Normalize(-vmax, vmax), cmap=cmap, dark=lambda x: abs(x - 0.5) > 0.3,
+                    title=_reduction_title(grid, panel, model, resolution), colour_label="error reduction (%)", notes=notes)
+
+
+def error_figure(grid: GridResult, model: str, resolution: int | None = None, *, cmap: str = "viridis") -> Figure:
+    """Absolute top-1 error (%) of every cell of one model, seed-averaged, one colour scale
+    from the figure's lowest to its highest error (dark = low error)."""
+    mats, present = {}, {}
+    for b in grid.benchmarks:
+        mats[b] = _matrix(grid, lambda s, d: None if (e := grid.error(model, b, s, d, resolution)) is None else 100 * e)
+        present[b] = {(s, d) for s in grid.steps for d in grid.data_sizes if grid.error(model, b, s, d, resolution) is not None}
+    finite = np.concatenate([m[np.isfinite(m)] for m in mats.values()] or [np.zeros(0)])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1, hi + 1
+    # viridis is dark at its low end only
+    return _heatmap(grid, mats, present, norm=Normalize(lo, hi), cmap=cmap, dark=lambda x: x < 0.35,
+                    title=f"{model}{at_resolution(resolution)}: OOD top-1 error (%)", colour_label="top-1 error (%)", notes={})
+
+
 def grid_figures(grid: GridResult, *, cmap: str = "RdBu") -> dict[str, Figure]:
-    """One figure per panel: ``top_<model>`` for each model (size order), then
-    ``bottom_<A>-vs-<B>`` for each consecutive pair. Empty when the grid has no benchmark.
+    """One reduction figure per panel: ``top_<model>`` for each model (size order), then
+    ``bottom_<A>-vs-<B>`` for each consecutive pair (``-res=<r>`` per resolution value).
+    Empty when the grid has no benchmark.
     """
     if not grid.benchmarks:
         return {}
-    return {figure_key(p, m): panel_figure(grid, p, m, cmap=cmap) for p, m in grid.panel_models()}
+    return {figure_key(p, m, r): panel_figure(grid, p, m, r, cmap=cmap) for p, m, r in grid.panel_models()}
 
 
-def save_figures(figs: dict[str, Figure], out_dir: Path, *, dpi: int = 100) -> list[Path]:
-    """Save each figure as ``out_dir/<key>.png`` (atomic write); return the paths in `figs` order."""
-    out_dir = Path(out_dir)
-    paths = []
-    for key, fig in figs.items():
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
-        paths.append(atomic_write_bytes(out_dir / f"{key}.png", buf.getvalue()))
-    return paths
+def error_figures(grid: GridResult) -> dict[str, Figure]:
+    """One absolute-error figure per model (and resolution): ``errors_<model>``."""
+    if not grid.benchmarks:
+        return {}
+    return {figure_key("errors", m, r): error_figure(grid, m, r) for r in grid.resolutions for m in grid.models}

@@ -4,8 +4,10 @@ CLI::
 
     python -m study.report RESULTS_DIR [--out OUT_DIR] [--model-order A,B,...]
 
-reads every ``*.json`` result under RESULTS_DIR, writes ``OUT_DIR/grid.csv`` and one PNG
-heat-map per panel (``top_<model>.png``, ``bottom_<A>-vs-<B>.png``). OUT_DIR defaults to
+reads every ``*.json`` result under RESULTS_DIR and writes to OUT_DIR: ``grid.csv`` (the
+reductions), ``errors.csv`` (absolute errors), and as PNG and SVG one heat-map per panel
+(``top_<model>``, ``bottom_<A>-vs-<B>``), one absolute-error heat-map and one error-vs-data-size
+line plot per model (``errors_<model>``, ``lines_<model>``). OUT_DIR defaults to
 ``grid`` beside RESULTS_DIR (``runs/results`` → ``runs/grid``). Outputs go to stdout; every
 skipped file, missing reference cell and missing cell is one line on stderr. Exit status 0
 whenever at least one valid result was read (missing cells are normal while a study is
@@ -20,15 +22,18 @@ import argparse
 import logging
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure
 
+from study.figures import FORMATS, save_figures
 from study.grid import GridResult, build_grid, write_grid_csv
-from study.heatmaps import grid_figures, save_figures
+from study.heatmaps import error_figures, grid_figures
+from study.lineplots import line_figures
 from study.results import read_results
+from study.tables import markdown_tables, write_errors_csv
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +52,10 @@ class NoResultsError(ValueError):
 class ReportOutput:
     """What `rebuild_report` wrote and found.
 
-    `figures` maps the PNG stem (``top_<model>``, ``bottom_<A>-vs-<B>``) to its Figure, for
-    ``SummaryWriter.add_figure``; `messages` are one-line notes (skipped files, missing
-    reference cells, grouped missing cells, ordering fallbacks), in that order.
+    `figures` maps the file stem (``top_<model>``, ``bottom_<A>-vs-<B>``, ``errors_<model>``,
+    ``lines_<model>``) to its Figure, for ``SummaryWriter.add_figure``; `tables` maps the stems
+    of the heat-maps to the same numbers as Markdown; `messages` are one-line notes (skipped
+    files, missing reference cells, grouped missing cells, ordering fallbacks), in that order.
     """
 
     results_dir: Path
@@ -61,6 +67,9 @@ class ReportOutput:
     grid: GridResult
     n_results: int
     n_skipped: int = 0
+    errors_csv_path: Path | None = None
+    svg_paths: list[Path] = field(default_factory=list)
+    tables: dict[str, str] = field(default_factory=dict)
 
 
 def default_out_dir(results_dir: Path) -> Path:
@@ -89,7 +98,7 @@ def rebuild_report(
     model_order: Sequence[str] | None = None,
     log_messages: bool = True,
 ) -> ReportOutput:
-    """Read `results_dir`, build the grid, write ``out_dir/grid.csv`` and the PNG heat-maps.
+    """Read `results_dir`, build the grid, write the CSVs and the figures (PNG and SVG) to `out_dir`.
 
     `out_dir` defaults to `default_out_dir(results_dir)`. Missing cells and missing reference
     cells are reported in `ReportOutput.messages`, never raised; with `log_messages` each
@@ -111,13 +120,17 @@ def rebuild_report(
         for m in messages:
             log.warning(m)
     csv_path = write_grid_csv(grid, out_dir / "grid.csv")
-    figures = grid_figures(grid)
-    png_paths = save_figures(figures, out_dir)
+    errors_csv_path = write_errors_csv(grid, out_dir / "errors.csv")
+    figures = {**grid_figures(grid), **error_figures(grid), **line_figures(grid)}
+    paths = save_figures(figures, out_dir, formats=FORMATS)
     return ReportOutput(
         results_dir=results_dir,
         out_dir=out_dir,
         csv_path=csv_path,
-        png_paths=png_paths,
+        png_paths=[p for p in paths if p.suffix == ".png"],
+        svg_paths=[p for p in paths if p.suffix == ".svg"],
+        errors_csv_path=errors_csv_path,
+        tables=markdown_tables(grid),
         figures=figures,
         messages=messages,
         grid=grid,
@@ -129,7 +142,7 @@ def rebuild_report(
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m study.report",
-        description="Rebuild the Figure-3 grid (grid.csv + PNG heat-maps) from a folder of result files.",
+        description="Rebuild the Figure-3 grid (CSVs, heat-maps and line plots as PNG and SVG) from a folder of result files.",
     )
     p.add_argument("results_dir", type=Path, metavar="RESULTS_DIR",
                    help="folder searched recursively for *.json result files")
@@ -153,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(m, file=sys.stderr)
     print(f"read {out.n_results} result file(s) from {out.results_dir} ({out.n_skipped} skipped)")
     print(f"wrote {out.csv_path} ({len(out.grid.rows)} rows)")
-    for p in out.png_paths:
+    print(f"wrote {out.errors_csv_path}")
+    for p in [*out.png_paths, *out.svg_paths]:
         print(f"wrote {p}")
     return 0
 
