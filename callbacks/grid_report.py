@@ -6,21 +6,45 @@ from pathlib import Path
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from study.report import NoResultsError, rebuild_report
+from study.report import NoResultsError, ReportOutput, rebuild_report
+
+
+def log_report(experiment, report: ReportOutput, step: int) -> None:
+    """Log a rebuilt report to a TensorBoard ``SummaryWriter`` at `step`.
+
+    Images tab: ``grid/<stem>`` for every figure (``top_<model>``, ``bottom_<A>-vs-<B>``,
+    ``errors_<model>``, ``lines_<model>``). Text tab: ``grid/<stem>/table`` (the heat-map's
+    numbers as Markdown tables), ``grid/csv`` (grid.csv) and ``grid/notes`` (missing cells,
+    missing references, skipped files). The figures are closed after logging.
+    """
+    for name, fig in report.figures.items():
+        experiment.add_figure(f"grid/{name}", fig, global_step=step, close=True)
+    for name, table in report.tables.items():
+        experiment.add_text(f"grid/{name}/table", table, global_step=step)
+    # four-space indent: Markdown shows the CSV verbatim instead of reflowing it
+    csv_text = Path(report.csv_path).read_text()
+    experiment.add_text("grid/csv", "    " + csv_text.replace("\n", "\n    "), global_step=step)
+    notes = report.messages or ["every cell of the grid has a result"]
+    experiment.add_text("grid/notes", "\n".join(f"- {m}" for m in notes), global_step=step)
+    experiment.flush()
 
 
 class GridReport(Callback):
     """After ``fit``/``test`` (and after :class:`OODEvaluation`, listed before it), rebuilds the
-    relative-reduction grid from every result file in ``results_dir``.
+    grid from every result file in ``results_dir``.
 
-    Writes ``<out_dir>/grid.csv`` and one PNG per panel, and logs each panel to TensorBoard
-    as ``grid/<panel>`` (Images tab) and the CSV as text ``grid/csv`` (Text tab). Runs on
-    rank zero only and performs no collective call: it reads and writes files.
+    Writes ``<out_dir>/grid.csv``, ``errors.csv`` and every figure as PNG and SVG (see
+    `study.report.rebuild_report`), and logs them to the trainer's TensorBoard logger (see
+    `log_report`: Images tab ``grid/<figure>``, Text tab ``grid/<figure>/table``,
+    ``grid/csv``, ``grid/notes``). ``model_order`` (smallest first) orders the bottom panels
+    when the results carry no parameter count. Runs on rank zero only and performs no
+    collective call: it reads and writes files.
     """
 
-    def __init__(self, results_dir: str = "runs/results", out_dir: str = "runs/grid"):
+    def __init__(self, results_dir: str = "runs/results", out_dir: str = "runs/grid", model_order: list[str] | None = None):
         self.results_dir = Path(results_dir)
         self.out_dir = Path(out_dir)
+        self.model_order = model_order
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.rebuild(trainer)
@@ -28,11 +52,11 @@ class GridReport(Callback):
     def on_test_end(self, trainer, pl_module) -> None:
         self.rebuild(trainer)
 
-    def rebuild(self, trainer):
+    def rebuild(self, trainer) -> ReportOutput | None:
         if not trainer.is_global_zero or not self.results_dir.is_dir():
             return None
         try:
-            report = rebuild_report(self.results_dir, self.out_dir, log_messages=False)
+            report = rebuild_report(self.results_dir, self.out_dir, model_order=self.model_order, log_messages=False)
         except NoResultsError as err:  # e.g. a run that is not a study cell: nothing to draw yet
             rank_zero_info(f"grid: {err}")
             return None
@@ -40,10 +64,5 @@ class GridReport(Callback):
             rank_zero_info(f"grid: {message}")
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is not None and hasattr(experiment, "add_figure"):
-            for name, fig in report.figures.items():
-                experiment.add_figure(f"grid/{name}", fig, global_step=trainer.global_step, close=True)
-            if report.csv_path is not None and Path(report.csv_path).exists():
-                table = Path(report.csv_path).read_text()
-                experiment.add_text("grid/csv", "    " + table.replace("\n", "\n    "), global_step=trainer.global_step)
-            experiment.flush()
+            log_report(experiment, report, trainer.global_step)
         return report

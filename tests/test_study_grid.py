@@ -115,8 +115,8 @@ def test_seed_averaging():
         dict(model="m", steps=20, data_size=100, seed=0, errors={"imagenet_a": 0.45}),
     ]
     g = build_grid(recs)
-    assert g.cells[("m", 10, 100, "imagenet_a")].mean == pytest.approx(0.5)
-    assert g.cells[("m", 10, 100, "imagenet_a")].n == 2
+    assert g.cells[("m", 10, 100, "imagenet_a", None)].mean == pytest.approx(0.5)
+    assert g.cells[("m", 10, 100, "imagenet_a", None)].n == 2
     [r] = [r for r in g.rows if (r.steps, r.data_size) == (10, 200)]
     assert r.reduction_pct == pytest.approx(20.0) and (r.n_ref, r.n_cell) == (2, 2)
     [r] = [r for r in g.rows if (r.steps, r.data_size) == (20, 100)]
@@ -125,7 +125,7 @@ def test_seed_averaging():
     assert "only one model (m): no bottom panel" in g.messages
     # the same seed twice (a rerun copied aside) is averaged and noted
     g2 = build_grid(recs + [dict(model="m", steps=20, data_size=100, seed=0, errors={"imagenet_a": 0.25})])
-    assert g2.cells[("m", 20, 100, "imagenet_a")].mean == pytest.approx(0.35)
+    assert g2.cells[("m", 20, 100, "imagenet_a", None)].mean == pytest.approx(0.35)
     assert any("seed(s) [0]" in m and "steps=20" in m for m in g2.messages)
 
 
@@ -192,3 +192,44 @@ def test_invalid_records_skipped_by_grid():
     assert "x" not in g.models and any(m.startswith("skipped record") for m in g.messages)
     empty = build_grid([])
     assert empty.rows == [] and empty.messages
+
+
+def test_resolution_axis_gets_its_own_panels_and_references(tmp_path):
+    # model m at two resolutions; errors by (steps, size). Each resolution has its own reference.
+    low = {(10, 1): 0.50, (10, 2): 0.40, (20, 1): 0.60}                  # res 32: (20, 2) missing
+    high = {(10, 1): 0.40, (10, 2): 0.30, (20, 1): 0.20, (20, 2): 0.10}  # res 64
+    big_high = {(10, 1): 0.20, (10, 2): 0.15, (20, 1): 0.25, (20, 2): 0.05}
+    recs = [dict(model="m", steps=s, data_size=d, seed=0, resolution=r, num_params=1, errors={"imagenet_c": e})
+            for r, t in ((32, low), (64, high)) for (s, d), e in t.items()]
+    recs += [dict(model="big", steps=s, data_size=d, seed=0, resolution=64, num_params=9, errors={"imagenet_c": e})
+             for (s, d), e in big_high.items()]
+    g = build_grid(recs)
+    assert g.resolutions == [32, 64] and g.has_resolution
+    assert g.references[("m", "imagenet_c", 32)] == (10, 1) and g.references[("m", "imagenet_c", 64)] == (10, 1)
+    v = g.value
+    assert v("top", "m", "imagenet_c", 10, 2, 32) == pytest.approx(20.0)    # (.5-.4)/.5
+    assert v("top", "m", "imagenet_c", 20, 1, 32) == pytest.approx(-20.0)   # (.5-.6)/.5: worse
+    assert v("top", "m", "imagenet_c", 20, 2, 64) == pytest.approx(75.0)    # (.4-.1)/.4, not vs. res 32
+    assert v("top", "m", "imagenet_c", 20, 2, 32) is None
+    assert v("top", "m", "imagenet_c", 20, 2) is None  # no resolution-less panel exists
+    assert v("bottom", "m->big", "imagenet_c", 10, 1, 64) == pytest.approx(50.0)  # (.4-.2)/.4
+    assert v("bottom", "m->big", "imagenet_c", 20, 1, 64) == pytest.approx(-25.0)  # (.2-.25)/.2
+    assert not [r for r in g.rows if r.panel == "bottom" and r.resolution == 32]  # big has no res-32 result
+    assert any(m == "top panel for model big at resolution 32, benchmark imagenet_c: no result at all; no top-panel "
+               "values for it" for m in g.messages)
+    missing = {(c.panel, c.model, c.steps, c.data_size, c.resolution) for c in g.missing}
+    assert ("top", "m", 20, 2, 32) in missing and ("bottom", "m->big", 20, 2, 32) in missing
+    assert ("top", "m", 20, 2, 64) not in missing
+    assert "top panel m at resolution 32, imagenet_c: cell (steps=20, data_size=2) missing" in str(
+        next(c for c in g.missing if (c.panel, c.model, c.steps, c.data_size, c.resolution) == ("top", "m", 20, 2, 32)))
+    lines = write_grid_csv(g, tmp_path / "g.csv").read_text().splitlines()
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,resolution"
+    assert lines[1:4] == ["top,m,imagenet_c,10,1,0.0000,32", "top,m,imagenet_c,10,2,20.0000,32",
+                          "top,m,imagenet_c,20,1,-20.0000,32"]
+    assert "top,m,imagenet_c,20,2,75.0000,64" in lines and "bottom,m->big,imagenet_c,20,2,50.0000,64" in lines
+
+
+def test_no_resolution_column_without_the_axis(tmp_path):
+    g = build_grid(records())
+    assert not g.has_resolution and g.resolutions == [None]
+    assert write_grid_csv(g, tmp_path / "g.csv").read_text().splitlines()[0] == ",".join(CSV_COLUMNS)

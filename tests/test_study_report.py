@@ -3,12 +3,14 @@
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from PIL import Image
 
 from study.grid import build_grid
-from study.heatmaps import count_labels, figure_key, format_count, grid_figures, save_figures
+from study.figures import count_labels, figure_key, format_count, save_figures
+from study.heatmaps import grid_figures
 from study.report import main, rebuild_report
 from study.results import result_path, write_result
 
@@ -97,15 +99,29 @@ def test_cli_main_writes_csv_and_pngs(tmp_path, capsys):
     assert "top,big_model,imagenet_a,20,2000,62.5000" in csv_lines  # (.4-.15)/.4
     assert "bottom,small_model->big_model,imagenet_a,20,2000,50.0000" in csv_lines  # (.3-.15)/.3
     assert len(csv_lines) == 1 + 12
+    stems = ["bottom_small_model-vs-big_model", "errors_big_model", "errors_small_model",
+             "lines_big_model", "lines_small_model", "top_big_model", "top_small_model"]
     pngs = sorted(grid_dir.glob("*.png"))
-    assert [p.name for p in pngs] == ["bottom_small_model-vs-big_model.png",
-                                      "top_big_model.png", "top_small_model.png"]
+    assert [p.name for p in pngs] == [f"{s}.png" for s in stems]
     for p in pngs:
         with Image.open(p) as im:
             im.verify()
         assert p.stat().st_size > 5_000
         assert str(p) in out
-    assert str(grid_dir / "grid.csv") in out
+    svgs = sorted(grid_dir.glob("*.svg"))
+    assert [p.name for p in svgs] == [f"{s}.svg" for s in stems]
+    for p in svgs:
+        root = ElementTree.parse(p).getroot()
+        assert root.tag.endswith("svg") and str(p) in out
+    # matplotlib draws text as glyphs, each string preceded by a comment naming it:
+    # the annotated reduction of (20 steps, 2K images) and the axis labels are there
+    svg = (grid_dir / "top_small_model.svg").read_text()
+    assert all(f"<!-- {t} -->" in svg for t in ("40.0", "-10.0", "Dataset size", "Training steps", "ImageNet-A"))
+    assert str(grid_dir / "grid.csv") in out and str(grid_dir / "errors.csv") in out
+    errors = (grid_dir / "errors.csv").read_text().splitlines()
+    assert errors[0] == "model,benchmark,steps,data_size,error,n_seeds"
+    assert errors[1] == "small_model,imagenet_a,10,1000,0.500000,1"  # smallest model first, fewest steps first
+    assert "big_model,imagenet_a,20,2000,0.150000,1" in errors and len(errors) == 1 + 8
     assert f"skipped {results / 'broken.json'}: not valid JSON" in err
 
 
@@ -153,3 +169,59 @@ def test_module_entry_point_subprocess(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: results folder") and "absent" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_absolute_error_heatmap_and_line_plot_show_the_errors():
+    from study.heatmaps import error_figures
+    from study.lineplots import line_figures
+
+    recs = [dict(model=m, steps=s, data_size=d, seed=0, num_params=n, errors={"imagenet_a": e})
+            for m, t, n in (("small_model", SMALL, 1), ("big_model", BIG, 2)) for (s, d), e in t.items()
+            if (m, s, d) != ("small_model", 20, 1000)]
+    g = build_grid(recs)
+    [ax] = [a for a in error_figures(g)["errors_small_model"].axes if a.get_title() == "ImageNet-A"]
+    texts = {t.get_position(): t.get_text() for t in ax.texts}
+    # (col = size index, row = steps index): errors in percent; the missing cell is blank
+    assert texts == {(0, 0): "50.0", (1, 0): "40.0", (1, 1): "30.0"}
+    [ax] = [a for a in line_figures(g)["lines_small_model"].axes if a.get_title() == "ImageNet-A"]
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert lines["10 steps"] == pytest.approx([50.0, 40.0])
+    assert lines["20 steps"][0] != lines["20 steps"][0] and lines["20 steps"][1] == pytest.approx(30.0)  # nan gap
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1K", "2K"] and ax.get_xlabel() == "Dataset size"
+
+
+def test_markdown_tables_have_fewest_steps_at_the_bottom():
+    from study.tables import markdown_tables
+
+    g = build_grid([dict(model="m", steps=s, data_size=d, seed=0, errors={"imagenet_a": e})
+                    for (s, d), e in SMALL.items() if (s, d) != (20, 1000)])
+    tables = markdown_tables(g)
+    assert list(tables) == ["top_m", "errors_m"]
+    lines = tables["top_m"].splitlines()
+    assert lines[0].startswith("**top panel m:") and "*ImageNet-A*" in lines
+    start = lines.index("| steps \\ size | 1K | 2K |")
+    assert lines[start + 1] == "|---|---|---|"
+    assert lines[start + 2] == "| **20** |  | 40.0 |"  # (20, 1K) missing: empty; (.5-.3)/.5 = 40
+    assert lines[start + 3] == "| **10** | 0.0 | 20.0 |"
+    assert "| **10** | 50.0 | 40.0 |" in tables["errors_m"].splitlines()
+
+
+def test_missing_reference_panel_says_so(tmp_path):
+    write_study(tmp_path / "r", skip={("small_model", 10, 1000)})
+    out = rebuild_report(tmp_path / "r", tmp_path / "g", log_messages=False)
+    [ax] = [a for a in out.figures["top_small_model"].axes if a.get_title() == "ImageNet-A"]
+    assert "reference cell\nmissing" in [t.get_text() for t in ax.texts]
+    assert any("reference cell (steps=10, data_size=1000) missing" in m for m in out.messages)
+    assert (tmp_path / "g" / "top_small_model.svg").exists()
+
+
+def test_report_with_a_resolution_axis_names_figures_per_value(tmp_path):
+    for res in (32, 64):
+        for (s, d), e in SMALL.items():
+            r = dict(model="small_model", steps=s, data_size=d, seed=0, resolution=res, errors={"imagenet_a": e * res / 64})
+            write_result(result_path(tmp_path / "r", r), r)
+    out = rebuild_report(tmp_path / "r", tmp_path / "g", log_messages=False)
+    assert sorted(out.figures) == ["errors_small_model-res=32", "errors_small_model-res=64", "lines_small_model-res=32",
+                                   "lines_small_model-res=64", "top_small_model-res=32", "top_small_model-res=64"]
+    assert "at resolution 32" in out.figures["top_small_model-res=32"].texts[0].get_text()
+    assert (tmp_path / "g" / "errors.csv").read_text().splitlines()[0].endswith(",resolution")
