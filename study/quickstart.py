@@ -1,9 +1,10 @@
 """``make quickstart``: the whole study in miniature on generated data, then the grid.
 
 Steps: generate the upstream/downstream/OOD sets in their release layouts (once), convert
-upstream and downstream to betons (once), run every cell of configs/miniature/study.yaml
-(pre-train → fine-tune → OOD evaluation → result file → grid), rebuild the report and
-print where everything is. Re-running skips what is done.
+upstream and downstream to betons (once), run every pending cell of
+configs/miniature/study.yaml with the study runner (the same as ``python -m study run``:
+pre-train → fine-tune → OOD evaluation → result file → grid), rebuild the report and print
+where everything is. Re-running skips what is done.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     # in a child process, so this coordinating process never holds torch/FFCV in memory
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         pool.submit(generate_data, study.generate).result()
-    failures = run_study(study)
+    failures = run_study(study, retry_failed=True)  # as before: a rerun of the quickstart retries what failed
 
     from study.report import rebuild_report
 
@@ -79,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"miniature study finished in {wall / 60:.1f} min ({study.workers} workers; peak RSS of one worker {peak_child:.2f} GiB)")
     print(f"  result files : {study.results_dir}/*.json")
-    print(f"  grid CSV     : {report.csv_path}")
+    print(f"  grid CSVs    : {report.csv_path}, {report.errors_csv_path}")
     for png in report.png_paths:
-        print(f"  heat-map     : {png}")
+        print(f"  figure       : {png} (+ .svg)")
     print(f"  TensorBoard  : {Path(study.runs_dir) / 'tb'}  →  .venv/bin/tensorboard --logdir {Path(study.runs_dir) / 'tb'}")
+    print(f"  cell states  : .venv/bin/python -m study list {args.study}")
     if failures:
-        print(f"{len(failures)} cell(s) failed:")
+        print(f"{len(failures)} cell(s) failed (`make quickstart` again retries them):")
         for line in failures:
             print(f"  {line}")
         return 1

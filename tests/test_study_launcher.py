@@ -440,3 +440,22 @@ def test_module_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "study", "list", str(write_study(tmp_path))],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "8 cells: 8 pending, 0 running, 0 done, 0 failed"
+
+
+@pytest.mark.slow
+def test_worker_processes_report_a_failing_cell_with_its_log(tmp_path):
+    """A spawned worker runs the real CLI; a missing beton fails the cell with one clear line."""
+    missing = tmp_path / "nowhere/upstream.beton"
+    extra = tmp_path / "missing_beton.yaml"
+    extra.write_text(yaml.safe_dump({"data": {"init_args": {"beton": str(missing)}}}))
+    study = StudyDefinition.from_dict(study_dict(tmp_path, models=["resnetv2_tiny_bit"], data_sizes=[100], steps=[10],
+                                                 upstream_extra_configs=[str(extra)], workers=2))
+    lines: list[str] = []
+    failures = run_study(study, echo=lines.append)
+    assert len(failures) == 1
+    for cell in study.cells():
+        log = CellPaths(tmp_path / "runs", cell.name).log
+        [line] = [f for f in failures if f.startswith(cell.name)]
+        assert f"SystemExit: error: {missing}" in line and line.endswith(f"log: {log}")
+        assert str(missing) in log.read_text()
+    assert [s.state for _, s in cell_statuses(study)] == [FAILED]
