@@ -18,6 +18,8 @@ class DownstreamDataModule(BetonDataModule):
     Args:
         train_beton / val_beton: betons of the downstream train and val folders (same classes).
         batch_size: per-device training batch (HyperRule: 512 global).
+        global_batch / max_device_batch: a fixed global batch instead; the per-device batch and
+            gradient accumulation follow from devices x nodes (see ``BetonDataModule``).
         resize / crop: BiT train transform (squash to ``resize``, random ``crop``); eval squashes
             to ``crop``. ``None``: from the HyperRule by median image area and ``resolution_variant``
             ("paper": 448/384, "code": 512/480; images under 96x96 → 160/128).
@@ -43,8 +45,10 @@ class DownstreamDataModule(BetonDataModule):
         ood_cache: str | None = None,
         num_workers: int = 2,
         os_cache: bool = True,
+        global_batch: int | None = None,
+        max_device_batch: int | None = None,
     ):
-        super().__init__(batch_size, eval_batch_size, num_workers, os_cache)
+        super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch)
         self.save_hyperparameters()
         self.train_beton, self.val_beton = Path(train_beton), Path(val_beton)
         self.manifest = self._manifest(self.train_beton)

@@ -22,6 +22,8 @@ class UpstreamDataModule(BetonDataModule):
         balanced: draw subsets class-balanced instead of uniformly.
         holdout: images held out (before subsets are drawn) for upstream validation.
         batch_size: per-device training batch.
+        global_batch / max_device_batch: a fixed global batch instead; the per-device batch and
+            gradient accumulation follow from devices x nodes (see ``BetonDataModule``).
         resolution: training/eval crop side (Inception crop + flip for training).
         order_seed: seed of the training order (FFCV adds the epoch to it).
     """
@@ -40,8 +42,10 @@ class UpstreamDataModule(BetonDataModule):
         order_seed: int = 0,
         num_workers: int = 2,
         os_cache: bool = True,
+        global_batch: int | None = None,
+        max_device_batch: int | None = None,
     ):
-        super().__init__(batch_size, eval_batch_size, num_workers, os_cache)
+        super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch)
         self.save_hyperparameters()
         subset_size = self.subset_size = parse_size(subset_size)
         self.beton = Path(beton)
