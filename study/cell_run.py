@@ -140,8 +140,11 @@ def complete_result(study: StudyDefinition, cell: Cell, upstream: dict, downstre
     record = json.loads(paths.result.read_text())
     wrong = {k: (record.get(k), v) for k, v in cell.axes().items() if record.get(k) != v}
     if wrong:
+        # out of the results folder: a file under the cell's name must describe the cell
+        rejected = paths.cell_dir / "rejected_result.json"
+        os.replace(paths.result, rejected)
         said = ", ".join(f"{k}={got!r} (cell: {want!r})" for k, (got, want) in wrong.items())
-        raise RuntimeError(f"{cell.name}: result file {paths.result} does not describe this cell: {said}")
+        raise RuntimeError(f"{cell.name}: the result file does not describe this cell ({said}); moved to {rejected}")
     configs = {stage: c for stage, c in (("upstream", _read_config(upstream.get("log_dir"))),
                                          ("downstream", _read_config(downstream_log_dir))) if c is not None}
     record["config"] = configs

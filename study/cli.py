@@ -89,6 +89,13 @@ def _cell(study: StudyDefinition, args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 COMMANDS = {"list": _list, "run": _run, "slurm": _slurm, "report": _report, "cell": _cell}
 
 
@@ -107,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("run", "slurm"):
             s.add_argument("--retry-failed", action="store_true", help="also run cells that failed before")
         if name == "run":
-            s.add_argument("--workers", type=int, default=None,
+            s.add_argument("--workers", type=_positive, default=None,
                            help="cells at a time (default: the study's `workers`; 1 runs them one after another, in this process)")
     return p
 

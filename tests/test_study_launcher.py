@@ -434,6 +434,9 @@ def test_cli_bad_study_is_one_error_line(tmp_path, capsys):
     assert main(["list", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: study config {path}: steps must hold positive integers")
+    with pytest.raises(SystemExit):
+        main(["run", str(write_study(tmp_path)), "--workers", "0"])
+    assert "'0' is not a positive integer" in capsys.readouterr().err
 
 
 def test_module_entry_point(tmp_path):
@@ -459,3 +462,22 @@ def test_worker_processes_report_a_failing_cell_with_its_log(tmp_path):
         assert f"SystemExit: error: {missing}" in line and line.endswith(f"log: {log}")
         assert str(missing) in log.read_text()
     assert [s.state for _, s in cell_statuses(study)] == [FAILED]
+
+
+def test_result_that_does_not_describe_its_cell_is_moved_out_and_fails_the_cell(tmp_path):
+    study = StudyDefinition.from_dict(study_dict(tmp_path))
+    cell = study.cells()[0]
+    paths = CellPaths(tmp_path / "runs", cell.name)
+
+    class WrongSeed(FakeStages):
+        def __call__(self, args):
+            if any("--config" == a for a in args) and "downstream.yaml" in args[-1]:
+                ckpt = CellPaths(tmp_path / "runs", cell.name).upstream_checkpoint
+                saved = torch.load(ckpt, weights_only=True)
+                torch.save({**saved, "study_cell": {**saved["study_cell"], "seed": 9}}, ckpt)
+            return super().__call__(args)
+
+    error = attempt(study, cell, lambda s, c: run_cell(s, c, cli=WrongSeed()))
+    assert error.startswith(f"RuntimeError: {cell.name}: the result file does not describe this cell (seed=9 (cell: 0))")
+    assert not paths.result.exists() and (paths.cell_dir / "rejected_result.json").exists()
+    assert cell_status(paths).state == FAILED
