@@ -5,6 +5,7 @@ import json
 import platform
 import subprocess
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -65,6 +66,10 @@ class OODEvaluation(Callback):
         self.results_dir = Path(results_dir)
         self.ece_bins = ece_bins
         self.last_record: dict | None = None
+        self._fit_started: float | None = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._fit_started = time.time()
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.evaluate(trainer, pl_module)
@@ -103,9 +108,16 @@ class OODEvaluation(Callback):
             timings[s.name] = {"seconds": round(time.time() - started, 3), "images": int(s.size)}
         if was_training:
             pl_module.train()
+        if self._fit_started is not None:
+            timings["fit"] = {"seconds": round(time.time() - self._fit_started, 3)}
         record = self._record(trainer, pl_module, errors, metrics, settings, timings)
-        self.last_record = record
         log_dir = Path(trainer.log_dir or ".")  # a broadcast under DDP: every rank must ask
+        config = log_dir / "config.yaml"  # LightningCLI's resolved config of this run
+        if config.is_file() and "config" not in record:
+            import yaml
+
+            record["config"] = yaml.safe_load(config.read_text())
+        self.last_record = record
         if trainer.is_global_zero:
             self._log(trainer, errors, metrics)
             self._write(log_dir, record)
@@ -150,7 +162,7 @@ class OODEvaluation(Callback):
             "downstream": {"module": type(pl_module).__name__, "hparams": hparams, "global_step": trainer.global_step},
             "versions": _versions(),
             "git_commit": _git_commit(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "timings": timings,
         }
 
