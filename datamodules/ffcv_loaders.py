@@ -27,32 +27,51 @@ def eval_shard(rows: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     return np.asarray(rows)[rank::world_size]
 
 
+ORDERS = ("random", "quasi_random")
+
+
 def train_loader(beton: Path, rows: np.ndarray, batch_size: int, pipelines: dict, *, num_workers: int, seed: int,
-                 world_size: int, epoch: int, os_cache: bool, drop_last: bool = True):
+                 world_size: int, epoch: int, os_cache: bool, drop_last: bool = True, batches_ahead: int = 3,
+                 order: str = "random"):
+    """A shuffling FFCV loader over ``rows`` (FFCV's distributed sampler when ``world_size > 1``).
+
+    ``num_workers`` is the number of decoding threads (numba) of this process. ``batches_ahead``
+    batches are prepared ahead (memory: ``batches_ahead + 2`` batch buffers per pipeline stage).
+    ``order="quasi_random"`` (FFCV's QUASI_RANDOM: shuffles within a few pages at a time) is for
+    ``os_cache=False`` on data that does not fit in RAM; FFCV 1.0.2 has it for one process only.
+    See ``docs/data-loading.md``.
+    """
     from ffcv.loader import Loader, OrderOption
 
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+    if order == "quasi_random" and world_size > 1:
+        raise ValueError("order='quasi_random' is not available with world_size > 1 in FFCV 1.0.2 "
+                         "(QuasiRandom raises NotImplementedError under distributed=True); use order='random'")
     loader = Loader(
-        str(beton), batch_size=batch_size, num_workers=num_workers, order=OrderOption.RANDOM,
+        str(beton), batch_size=batch_size, num_workers=num_workers,
+        order=OrderOption.QUASI_RANDOM if order == "quasi_random" else OrderOption.RANDOM,
         distributed=world_size > 1, seed=seed, indices=rows, pipelines=pipelines,
-        drop_last=drop_last, os_cache=os_cache,
+        drop_last=drop_last, os_cache=os_cache, batches_ahead=batches_ahead,
     )
     loader.next_epoch = epoch
     return loader
 
 
 def eval_loader(beton: Path, rows: np.ndarray, batch_size: int, pipelines_factory: Callable[[], dict], pipeline_key: str, *,
-                num_workers: int, rank: int, world_size: int, os_cache: bool = True):
+                num_workers: int, rank: int, world_size: int, os_cache: bool = True, batches_ahead: int = 3):
     """Sequential loader over this rank's shard of ``rows``; cached per process."""
     from ffcv.loader import Loader, OrderOption
 
     shard = eval_shard(rows, rank, world_size)
     key = (str(Path(beton).resolve()), Path(beton).stat().st_mtime_ns, batch_size, pipeline_key, num_workers,
-           os_cache, len(shard), hash(shard.tobytes()))
+           os_cache, batches_ahead, len(shard), hash(shard.tobytes()))
     if key not in _EVAL_CACHE:
         if len(shard) == 0:
             return []
         _EVAL_CACHE[key] = Loader(
             str(beton), batch_size=batch_size, num_workers=num_workers, order=OrderOption.SEQUENTIAL,
             distributed=False, indices=shard, pipelines=pipelines_factory(), drop_last=False, os_cache=os_cache,
+            batches_ahead=batches_ahead,
         )
     return _EVAL_CACHE[key]

@@ -5,13 +5,21 @@ Every loader of this project yields ``(images, labels, indices)``: ``images`` ar
 the image in its beton, used to count each evaluation example exactly once).
 Scaling to float and normalisation happen on the device inside the LightningModule,
 so a batch crosses the host/device boundary once, as uint8.
+
+Images are ``channels_last`` (``ToTorchImage(channels_last=True)``: a permuted view of FFCV's
+``(B, H, W, 3)`` buffer). Given a CUDA ``device``, every pipeline ends with FFCV's
+``ToDevice(device, non_blocking=True)``, so batches arrive on the GPU already (the copy runs
+on FFCV's own CUDA stream, the training step waits for it) and Lightning's
+``transfer_batch_to_device`` has nothing left to move. On the CPU (``device`` None or a CPU
+device) the pipelines are the same as without it.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 from ffcv.fields.decoders import IntDecoder, RandomResizedCropRGBImageDecoder
 from ffcv.fields.rgb_image import ResizedCropRGBImageDecoder
-from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
+from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
 
 def _whole_image(height, width, scale, ratio):
@@ -63,37 +71,44 @@ class SquashRandomCropDecoder(ResizedCropRGBImageDecoder):
         return _random_fixed_fraction_crop
 
 
-def _int_pipeline() -> list:
-    return [IntDecoder(), ToTensor(), Squeeze(1)]
+def _cuda(device: torch.device | str | None) -> torch.device | None:
+    """``device`` when it is a CUDA device, else None (the CPU pipelines need no transfer)."""
+    if device is None:
+        return None
+    device = torch.device(device)
+    return device if device.type == "cuda" else None
 
 
-def _image_tail() -> list:
-    return [ToTensor(), ToTorchImage()]
+def _to_device(device: torch.device | None) -> list:
+    return [] if device is None else [ToDevice(device, non_blocking=True)]
 
 
-def inception_train_pipelines(resolution: int, min_scale: float = 0.08) -> dict[str, list]:
+def _int_pipeline(device: torch.device | None = None) -> list:
+    return [IntDecoder(), ToTensor(), Squeeze(1), *_to_device(device)]
+
+
+def _image_tail(device: torch.device | None = None) -> list:
+    # uint8 (B, H, W, 3) -> [device] -> (B, 3, H, W) channels_last view; FFCV's ImageNet recipe order.
+    return [ToTensor(), *_to_device(device), ToTorchImage(channels_last=True)]
+
+
+def _pipelines(image: list, device: torch.device | str | None) -> dict[str, list]:
+    device = _cuda(device)
+    return {"image": [*image, *_image_tail(device)], "label": _int_pipeline(device), "index": _int_pipeline(device)}
+
+
+def inception_train_pipelines(resolution: int, min_scale: float = 0.08, *,
+                              device: torch.device | str | None = None) -> dict[str, list]:
     """Upstream training: Inception-style random resized crop + horizontal flip (BiT-M)."""
     decoder = RandomResizedCropRGBImageDecoder((resolution, resolution), scale=(min_scale, 1.0))
-    return {
-        "image": [decoder, RandomHorizontalFlip(), *_image_tail()],
-        "label": _int_pipeline(),
-        "index": _int_pipeline(),
-    }
+    return _pipelines([decoder, RandomHorizontalFlip()], device)
 
 
-def hyperrule_train_pipelines(resize: int, crop: int) -> dict[str, list]:
+def hyperrule_train_pipelines(resize: int, crop: int, *, device: torch.device | str | None = None) -> dict[str, list]:
     """Downstream training (BiT HyperRule): squash to ``resize``, random ``crop``, flip."""
-    return {
-        "image": [SquashRandomCropDecoder(resize, crop), RandomHorizontalFlip(), *_image_tail()],
-        "label": _int_pipeline(),
-        "index": _int_pipeline(),
-    }
+    return _pipelines([SquashRandomCropDecoder(resize, crop), RandomHorizontalFlip()], device)
 
 
-def eval_pipelines(resolution: int) -> dict[str, list]:
+def eval_pipelines(resolution: int, *, device: torch.device | str | None = None) -> dict[str, list]:
     """Evaluation: squash the whole image to ``resolution`` x ``resolution``."""
-    return {
-        "image": [SquashResizeDecoder((resolution, resolution)), *_image_tail()],
-        "label": _int_pipeline(),
-        "index": _int_pipeline(),
-    }
+    return _pipelines([SquashResizeDecoder((resolution, resolution))], device)
