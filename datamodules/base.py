@@ -7,6 +7,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.beton import read_manifest
+from datamodules.resumable import resume_position, training_position
 
 
 def distributed_context(trainer) -> tuple[int, int]:
@@ -14,6 +15,14 @@ def distributed_context(trainer) -> tuple[int, int]:
     if trainer is None:
         return 0, 1
     return trainer.global_rank, trainer.world_size
+
+
+def loader_device(trainer):
+    """The CUDA device FFCV should deliver batches to (its ``ToDevice``), or None on the CPU."""
+    if trainer is None:
+        return None
+    device = trainer.strategy.root_device
+    return device if device.type == "cuda" else None
 
 
 class BetonDataModule(L.LightningDataModule):
@@ -49,6 +58,22 @@ class BetonDataModule(L.LightningDataModule):
         self.trainer.accumulate_grad_batches = split.accumulation
         rank_zero_info(f"global batch {split.global_batch} = {split.world_size} device(s) x {split.accumulation} "
                        f"accumulation step(s) x {split.per_device} per device")
+
+    # -- exact resume: the training order's position travels in the checkpoint (datamodules.resumable)
+    _saved_position: dict | None = None
+
+    def state_dict(self) -> dict:
+        return training_position(self.trainer)
+
+    def load_state_dict(self, state: dict) -> None:
+        self._saved_position = dict(state) or None
+
+    def _resumable(self, loader):
+        """Point a fresh training loader at the epoch and batch the run continues from (a saved
+        position is used once; without one, the trainer's epoch from its first batch)."""
+        loader.next_epoch, loader.start_batch = resume_position(self.trainer, self._saved_position, len(loader))
+        self._saved_position = None
+        return loader
 
     def _manifest(self, beton: str | Path) -> dict:
         return read_manifest(Path(beton), self.make_hint)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.base import BetonDataModule, distributed_context
+from datamodules.base import BetonDataModule, distributed_context, loader_device
 from datamodules.ffcv_loaders import eval_loader, train_loader
 from datamodules.ood import CleanSet, OODSuite
 from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines
@@ -75,18 +75,17 @@ class DownstreamDataModule(BetonDataModule):
 
     def train_dataloader(self):
         _, world = distributed_context(self.trainer)
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
         rows = np.arange(self.num_train_examples, dtype=np.uint32)
-        return train_loader(
-            self.train_beton, rows, self.batch_size, hyperrule_train_pipelines(self.resize, self.crop),
-            num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=epoch, os_cache=self.os_cache,
-        )
+        return self._resumable(train_loader(
+            self.train_beton, rows, self.batch_size, hyperrule_train_pipelines(self.resize, self.crop, device=loader_device(self.trainer)),
+            num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=0, os_cache=self.os_cache,
+        ))
 
     def val_dataloader(self):
         rank, world = distributed_context(self.trainer)
         rows = np.arange(self.num_val_examples, dtype=np.uint32)
-        crop = self.crop
-        return eval_loader(self.val_beton, rows, self.eval_batch_size, lambda: eval_pipelines(crop), f"eval:{crop}",
+        crop, device = self.crop, loader_device(self.trainer)
+        return eval_loader(self.val_beton, rows, self.eval_batch_size, lambda: eval_pipelines(crop, device=device), f"eval:{crop}:{device}",
                            num_workers=self.num_workers, rank=rank, world_size=world, os_cache=self.os_cache)
 
     test_dataloader = val_dataloader
@@ -100,4 +99,4 @@ class DownstreamDataModule(BetonDataModule):
         if self.ood is None:
             return []
         rank, world = distributed_context(self.trainer)
-        return self.ood.evaluation_sets(self.eval_batch_size, self.num_workers, rank, world)
+        return self.ood.evaluation_sets(self.eval_batch_size, self.num_workers, rank, world, loader_device(self.trainer))

@@ -32,8 +32,11 @@ ORDERS = ("random", "quasi_random")
 
 def train_loader(beton: Path, rows: np.ndarray, batch_size: int, pipelines: dict, *, num_workers: int, seed: int,
                  world_size: int, epoch: int, os_cache: bool, drop_last: bool = True, batches_ahead: int = 3,
-                 order: str = "random"):
+                 order: str = "random", start_batch: int = 0):
     """A shuffling FFCV loader over ``rows`` (FFCV's distributed sampler when ``world_size > 1``).
+
+    The epoch ``epoch`` starts at batch ``start_batch`` (a run resumed mid-epoch, see
+    ``datamodules.resumable``); later epochs start at their first batch.
 
     ``num_workers`` is the number of decoding threads (numba) of this process. ``batches_ahead``
     batches are prepared ahead (memory: ``batches_ahead + 2`` batch buffers per pipeline stage).
@@ -41,18 +44,20 @@ def train_loader(beton: Path, rows: np.ndarray, batch_size: int, pipelines: dict
     ``os_cache=False`` on data that does not fit in RAM; FFCV 1.0.2 has it for one process only.
     See ``docs/data-loading.md``.
     """
-    from ffcv.loader import Loader, OrderOption
+    from ffcv.loader import OrderOption
+
+    from datamodules.resumable import ResumableLoader
 
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
     if order == "quasi_random" and world_size > 1:
         raise ValueError("order='quasi_random' is not available with world_size > 1 in FFCV 1.0.2 "
                          "(QuasiRandom raises NotImplementedError under distributed=True); use order='random'")
-    loader = Loader(
+    loader = ResumableLoader(
         str(beton), batch_size=batch_size, num_workers=num_workers,
         order=OrderOption.QUASI_RANDOM if order == "quasi_random" else OrderOption.RANDOM,
         distributed=world_size > 1, seed=seed, indices=rows, pipelines=pipelines,
-        drop_last=drop_last, os_cache=os_cache, batches_ahead=batches_ahead,
+        drop_last=drop_last, os_cache=os_cache, batches_ahead=batches_ahead, start_batch=start_batch,
     )
     loader.next_epoch = epoch
     return loader

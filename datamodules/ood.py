@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 
-from datamodules.base import distributed_context
+from datamodules.base import distributed_context, loader_device
 from datamodules.beton import BetonSettings, write_beton
 from datamodules.benchmarks import get_benchmark
 from datamodules.ffcv_loaders import eval_loader
@@ -83,13 +83,14 @@ class OODSuite:
             self._prepared[name] = (index, beton)
         return self._prepared[name]
 
-    def evaluation_sets(self, batch_size: int, num_workers: int, rank: int, world_size: int) -> list[EvaluationSet]:
+    def evaluation_sets(self, batch_size: int, num_workers: int, rank: int, world_size: int, device=None) -> list[EvaluationSet]:
+        """This rank's loaders of every benchmark; ``device``: a CUDA device FFCV delivers batches to."""
         sets = []
         res = self.resolution
         for name, bench in self.benchmarks.items():
             index, beton = self.prepare(name)
             rows = np.arange(len(index.paths), dtype=np.uint32)
-            loader = eval_loader(beton, rows, batch_size, lambda: eval_pipelines(res), f"eval:{res}",
+            loader = eval_loader(beton, rows, batch_size, lambda: eval_pipelines(res, device=device), f"eval:{res}:{device}",
                                  num_workers=num_workers, rank=rank, world_size=world_size)
             sets.append(EvaluationSet(name, bench, index, loader, len(rows), bench.describe()))
         return sets
@@ -139,9 +140,10 @@ class OODDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         rank, world = distributed_context(self.trainer)
-        res = self.hparams.resolution
+        res, device = self.hparams.resolution, loader_device(self.trainer)
         return eval_loader(self.val_beton, np.arange(self.num_val_examples, dtype=np.uint32), self.hparams.batch_size,
-                           lambda: eval_pipelines(res), f"eval:{res}", num_workers=self.hparams.num_workers, rank=rank, world_size=world)
+                           lambda: eval_pipelines(res, device=device), f"eval:{res}:{device}", num_workers=self.hparams.num_workers,
+                           rank=rank, world_size=world)
 
     val_dataloader = test_dataloader
 
@@ -150,4 +152,4 @@ class OODDataModule(L.LightningDataModule):
 
     def ood_sets(self) -> list[EvaluationSet]:
         rank, world = distributed_context(self.trainer)
-        return self.ood.evaluation_sets(self.hparams.batch_size, self.hparams.num_workers, rank, world)
+        return self.ood.evaluation_sets(self.hparams.batch_size, self.hparams.num_workers, rank, world, loader_device(self.trainer))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datamodules.base import BetonDataModule, distributed_context
+from datamodules.base import BetonDataModule, distributed_context, loader_device
 from datamodules.beton import beton_labels
 from datamodules.ffcv_loaders import eval_loader, train_loader
 from datamodules.pipelines import eval_pipelines, inception_train_pipelines
@@ -71,18 +71,18 @@ class UpstreamDataModule(BetonDataModule):
 
     def train_dataloader(self):
         rank, world = distributed_context(self.trainer)
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
         train_rows, _ = self.rows()
-        return train_loader(
-            self.beton, train_rows, self.batch_size, inception_train_pipelines(self.hparams.resolution, self.hparams.min_crop_scale),
-            num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=epoch, os_cache=self.os_cache,
-        )
+        return self._resumable(train_loader(
+            self.beton, train_rows, self.batch_size, inception_train_pipelines(self.hparams.resolution, self.hparams.min_crop_scale,
+                                                                          device=loader_device(self.trainer)),
+            num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=0, os_cache=self.os_cache,
+        ))
 
     def val_dataloader(self):
         _, val_rows = self.rows()
         if len(val_rows) == 0:
             return []
         rank, world = distributed_context(self.trainer)
-        res = self.hparams.resolution
-        return eval_loader(self.beton, val_rows, self.eval_batch_size, lambda: eval_pipelines(res), f"eval:{res}",
+        res, device = self.hparams.resolution, loader_device(self.trainer)
+        return eval_loader(self.beton, val_rows, self.eval_batch_size, lambda: eval_pipelines(res, device=device), f"eval:{res}:{device}",
                            num_workers=self.num_workers, rank=rank, world_size=world, os_cache=self.os_cache)

@@ -117,8 +117,7 @@ class FinetuneModule(ImageClassifier):
         else:
             loss = F.cross_entropy(self(images), labels)
         self.check_finite(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=len(labels))
+        self.log_training(loss, len(labels))
         return loss
 
     def configure_optimizers(self):

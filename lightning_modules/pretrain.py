@@ -56,8 +56,7 @@ class PretrainModule(ImageClassifier):
         images, labels, _ = batch
         loss = self.loss_fn(self(images), labels)
         self.check_finite(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=len(labels))
+        self.log_training(loss, len(labels))
         return loss
 
     def global_batch(self) -> int:

@@ -27,10 +27,11 @@ class OrderRecorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def _fit(beton, root, max_epochs, ckpt_path=None):
+def _fit(beton, root, max_epochs, ckpt_path=None, checkpoint_every=None):
     model = OrderRecorder()
-    trainer = L.Trainer(max_epochs=max_epochs, default_root_dir=root, accelerator="cpu", logger=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    callbacks = [L.pytorch.callbacks.ModelCheckpoint(dirpath=root, every_n_train_steps=checkpoint_every, save_top_k=-1)] if checkpoint_every else []
+    trainer = L.Trainer(max_epochs=max_epochs, default_root_dir=root, accelerator="cpu", logger=False, callbacks=callbacks,
+                        enable_checkpointing=bool(checkpoint_every), enable_progress_bar=False, enable_model_summary=False)
     data = UpstreamDataModule(str(beton), subset_size=16, holdout=4, batch_size=4, resolution=12, order_seed=5, num_workers=1)
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     return model.seen, trainer
@@ -42,7 +43,7 @@ def test_resumed_epochs_repeat_the_uninterrupted_order(tmp_path, colour_beton):
     shutil.copy(manifest_path(colour_beton), manifest_path(beton))
 
     whole, _ = _fit(beton, tmp_path / "whole", max_epochs=3)
-    first, trainer = _fit(beton, tmp_path / "cut", max_epochs=1)
+    first, trainer = _fit(beton, tmp_path / "cut", max_epochs=1)  # saved after the fit: an end-of-epoch checkpoint
     ckpt = tmp_path / "after_epoch_0.ckpt"
     trainer.save_checkpoint(ckpt)
     resumed, _ = _fit(beton, tmp_path / "cut", max_epochs=3, ckpt_path=str(ckpt))
@@ -52,3 +53,18 @@ def test_resumed_epochs_repeat_the_uninterrupted_order(tmp_path, colour_beton):
     assert whole[1] != whole[0]  # the order does change per epoch: the comparison below can fail
     assert resumed[1] == whole[1] and resumed[2] == whole[2]
     assert sorted(whole[1]) == sorted(whole[0])  # each epoch: every subset row once
+
+
+def test_a_run_stopped_mid_epoch_resumes_with_the_next_batch(tmp_path, colour_beton):
+    beton = tmp_path / "up.beton"
+    shutil.copy(colour_beton, beton)
+    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+
+    # 4 batches per epoch; the checkpoint written at step 6 is two batches into epoch 1,
+    # as a periodic or a SIGUSR1 checkpoint would be
+    whole, _ = _fit(beton, tmp_path / "whole", max_epochs=2, checkpoint_every=6)
+    (ckpt,) = (tmp_path / "whole").glob("*step=6.ckpt")
+    resumed, _ = _fit(beton, tmp_path / "resumed", max_epochs=2, ckpt_path=str(ckpt))
+
+    assert sorted(resumed) == [1]
+    assert resumed[1] == whole[1][8:]  # the rest of epoch 1: nothing repeated, nothing skipped
