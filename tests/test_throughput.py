@@ -84,7 +84,7 @@ def _fit(tmp_path, fetch_s: float, step_s: float, monitor_every: int | None, tra
 @pytest.mark.parametrize(
     "fetch_s, step_s, monitor_every, trainer_every, bar, steps, share_range",
     [
-        (0.03, 0.01, 2, 50, True, [2, 4, 6, 8, 10], (0.55, 0.9)),  # data-bound: share ~0.75; the monitor's own interval
+        (0.08, 0.005, 2, 50, True, [2, 4, 6, 8, 10], (0.45, 0.98)),  # data-bound: share ~0.9 (wide margin: loaded CI machines); the monitor's own interval
         (0.0, 0.03, None, 5, False, [5, 10], (0.0, 0.3)),          # compute-bound: share ~0; the trainer's interval
     ],
     ids=["data-bound", "compute-bound"],
