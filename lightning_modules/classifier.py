@@ -20,21 +20,30 @@ class ImageClassifier(L.LightningModule):
 
     Contract: batches are ``(uint8 images (B,3,H,W), int64 labels (B,), int64 indices (B,))``;
     ``forward`` scales to [0, 1] and normalises with ``mean``/``std`` on the device (BiT:
-    0.5/0.5, i.e. pixels in [-1, 1]) and returns logits ``(B, num_classes)``.
+    0.5/0.5, i.e. pixels in [-1, 1]) and returns logits ``(B, num_classes)``. ``channels_last``
+    (GPUs) keeps activations NHWC; ``compile`` runs the backbone through ``torch.compile``
+    (in place, so checkpoints keep the eager parameter names).
     Validation logs ``val/loss`` and ``val/top1`` (a torchmetrics object, synced across ranks).
     """
 
     def __init__(self, backbone: str, num_classes: int, mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
-                 std: tuple[float, float, float] = (0.5, 0.5, 0.5), channels_last: bool = False):
+                 std: tuple[float, float, float] = (0.5, 0.5, 0.5), channels_last: bool = False, compile: bool = False):
         super().__init__()
         self.backbone_name = backbone
         self.model = create_backbone(backbone, num_classes)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         self.channels_last = channels_last
+        self.compile_backbone = compile
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.val_top1 = MulticlassAccuracy(num_classes, average="micro")
+
+    def configure_model(self) -> None:
+        # in place (nn.Module.compile): parameter names, hence checkpoints, stay those of the eager model
+        if self.compile_backbone and not getattr(self, "_compiled", False):
+            self.model.compile()
+            self._compiled = True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() - self.mean) / self.std  # (B, 3, H, W) normalised

@@ -58,6 +58,7 @@ class FinetuneModule(ImageClassifier):
         schedule_scale: float = 1.0,
         mixup_seed: int = 0,
         channels_last: bool = False,
+        compile: bool = False,
     ):
         upstream = read_upstream_checkpoint(upstream_checkpoint) if upstream_checkpoint else None
         if upstream is not None:
@@ -69,7 +70,7 @@ class FinetuneModule(ImageClassifier):
             raise ValueError("set model.backbone (a timm name) or model.upstream_checkpoint")
         if upstream is not None and weights is not None:
             raise ValueError("set model.upstream_checkpoint or model.weights, not both")
-        super().__init__(backbone, num_classes, channels_last=channels_last)
+        super().__init__(backbone, num_classes, channels_last=channels_last, compile=compile)
         self.save_hyperparameters()
         self.hparams["backbone"] = backbone  # resolved from the upstream checkpoint: the checkpoint names its own model
         if upstream is not None:

@@ -39,8 +39,9 @@ class PretrainModule(ImageClassifier):
         loss: Literal["softmax", "sigmoid"] = "softmax",
         sigmoid_bias_init: float = -10.0,
         channels_last: bool = False,
+        compile: bool = False,
     ):
-        super().__init__(backbone, num_classes, channels_last=channels_last)
+        super().__init__(backbone, num_classes, channels_last=channels_last, compile=compile)
         self.save_hyperparameters()
         if loss == "sigmoid":
             torch.nn.init.constant_(self.model.get_classifier().bias, sigmoid_bias_init)
