@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import tarfile
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -116,7 +117,7 @@ def read_class_index(spec: str | Path) -> list[str]:
             raise FileNotFoundError(f"class index file {spec} not found (one wnid per line, or timm:imagenet21k_goog)")
         text = Path(spec).read_text()
     wnids = [line.strip() for line in text.splitlines() if line.strip()]
-    duplicates = sorted({w for w in wnids if wnids.count(w) > 1}) if len(set(wnids)) != len(wnids) else []
+    duplicates = sorted(w for w, n in Counter(wnids).items() if n > 1)
     if duplicates:
         raise ValueError(f"class index {spec} lists {duplicates[:3]} more than once; one wnid per line, each once")
     return wnids
