@@ -77,7 +77,8 @@ class DownstreamDataModule(BetonDataModule):
         _, world = distributed_context(self.trainer)
         rows = np.arange(self.num_train_examples, dtype=np.uint32)
         return self._resumable(train_loader(
-            self.train_beton, rows, self.batch_size, hyperrule_train_pipelines(self.resize, self.crop, device=loader_device(self.trainer)),
+            self.train_beton, rows, self.batch_size, hyperrule_train_pipelines(
+                self.resize, self.crop, seed=self.hparams.order_seed, device=loader_device(self.trainer)),
             num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=0, os_cache=self.os_cache,
         ))
 

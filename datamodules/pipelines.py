@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from ffcv.fields.decoders import IntDecoder, RandomResizedCropRGBImageDecoder
+from ffcv.fields.decoders import IntDecoder
 from ffcv.fields.rgb_image import ResizedCropRGBImageDecoder
-from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
+from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
+
+from datamodules.seeded_augment import SeededCropDecoder, SeededHorizontalFlip, SeededRandomResizedCrop
 
 
 def _whole_image(height, width, scale, ratio):
@@ -53,16 +55,17 @@ class SquashResizeDecoder(ResizedCropRGBImageDecoder):
         return _whole_image
 
 
-class SquashRandomCropDecoder(ResizedCropRGBImageDecoder):
+class SquashRandomCropDecoder(SeededCropDecoder):
     """BiT's fine-tuning train crop: squash to ``resize`` x ``resize``, random ``crop`` x ``crop``.
 
-    Done in one decode step by cropping the equivalent window of the original image.
+    Done in one decode step by cropping the equivalent window of the original image; the
+    window is drawn from ``seed`` and the batch (``datamodules.seeded_augment``).
     """
 
-    def __init__(self, resize: int, crop: int):
+    def __init__(self, resize: int, crop: int, seed: int = 0):
         if crop > resize:
             raise ValueError(f"crop ({crop}) must not exceed resize ({resize})")
-        super().__init__((crop, crop))
+        super().__init__((crop, crop), seed)
         self.scale = (crop / resize, crop / resize)
         self.ratio = (1.0, 1.0)
 
@@ -97,16 +100,21 @@ def _pipelines(image: list, device: torch.device | str | None) -> dict[str, list
     return {"image": [*image, *_image_tail(device)], "label": _int_pipeline(device), "index": _int_pipeline(device)}
 
 
-def inception_train_pipelines(resolution: int, min_scale: float = 0.08, *,
+def inception_train_pipelines(resolution: int, min_scale: float = 0.08, *, seed: int = 0,
                               device: torch.device | str | None = None) -> dict[str, list]:
-    """Upstream training: Inception-style random resized crop + horizontal flip (BiT-M)."""
-    decoder = RandomResizedCropRGBImageDecoder((resolution, resolution), scale=(min_scale, 1.0))
-    return _pipelines([decoder, RandomHorizontalFlip()], device)
+    """Upstream training: Inception-style random resized crop + horizontal flip (BiT-M).
+
+    Crops and flips are drawn from ``seed`` and each batch's rows: the same rows in the same
+    order get the same augmentation, whatever the thread count, also after a resume.
+    """
+    decoder = SeededRandomResizedCrop((resolution, resolution), seed, scale=(min_scale, 1.0))
+    return _pipelines([decoder, SeededHorizontalFlip(seed)], device)
 
 
-def hyperrule_train_pipelines(resize: int, crop: int, *, device: torch.device | str | None = None) -> dict[str, list]:
-    """Downstream training (BiT HyperRule): squash to ``resize``, random ``crop``, flip."""
-    return _pipelines([SquashRandomCropDecoder(resize, crop), RandomHorizontalFlip()], device)
+def hyperrule_train_pipelines(resize: int, crop: int, *, seed: int = 0,
+                              device: torch.device | str | None = None) -> dict[str, list]:
+    """Downstream training (BiT HyperRule): squash to ``resize``, random ``crop``, flip (seeded as above)."""
+    return _pipelines([SquashRandomCropDecoder(resize, crop, seed), SeededHorizontalFlip(seed)], device)
 
 
 def eval_pipelines(resolution: int, *, device: torch.device | str | None = None) -> dict[str, list]:

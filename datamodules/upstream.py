@@ -25,7 +25,8 @@ class UpstreamDataModule(BetonDataModule):
         global_batch / max_device_batch: a fixed global batch instead; the per-device batch and
             gradient accumulation follow from devices x nodes (see ``BetonDataModule``).
         resolution: training/eval crop side (Inception crop + flip for training).
-        order_seed: seed of the training order (FFCV adds the epoch to it).
+        order_seed: seed of the training order (FFCV adds the epoch to it) and of the crops and
+            flips (drawn per image from it and the batch's rows: reproducible, also on resume).
     """
 
     def __init__(
@@ -73,8 +74,8 @@ class UpstreamDataModule(BetonDataModule):
         rank, world = distributed_context(self.trainer)
         train_rows, _ = self.rows()
         return self._resumable(train_loader(
-            self.beton, train_rows, self.batch_size, inception_train_pipelines(self.hparams.resolution, self.hparams.min_crop_scale,
-                                                                          device=loader_device(self.trainer)),
+            self.beton, train_rows, self.batch_size, inception_train_pipelines(
+                self.hparams.resolution, self.hparams.min_crop_scale, seed=self.hparams.order_seed, device=loader_device(self.trainer)),
             num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=0, os_cache=self.os_cache,
         ))
 
