@@ -87,3 +87,16 @@ def cell(world):
                    "--model.init_args.upstream_checkpoint", ckpt])
     ft.trainer.save_checkpoint(runs / "finetuned.ckpt")  # what tests of evaluation-only runs load
     return world, Path(ckpt), Path(ft.trainer.log_dir), ft_cfg
+
+
+@pytest.fixture
+def own_colour_beton(tmp_path, colour_beton) -> Path:
+    """A private copy of ``colour_beton`` (subset index files get written beside it)."""
+    import shutil
+
+    from datamodules.beton import manifest_path
+
+    beton = tmp_path / "up.beton"
+    shutil.copy(colour_beton, beton)
+    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    return beton
