@@ -74,12 +74,12 @@ class DownstreamDataModule(BetonDataModule):
         return float(np.median(meta["width"].astype(np.float64) * meta["height"]))
 
     def train_dataloader(self):
-        _, world = distributed_context(self.trainer)
+        rank, world = distributed_context(self.trainer)
         rows = np.arange(self.num_train_examples, dtype=np.uint32)
         return self._resumable(train_loader(
             self.train_beton, rows, self.batch_size, hyperrule_train_pipelines(
                 self.resize, self.crop, seed=self.hparams.order_seed, device=loader_device(self.trainer)),
-            num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=0, os_cache=self.os_cache,
+            num_workers=self.num_workers, seed=self.hparams.order_seed, rank=rank, world_size=world, epoch=0, os_cache=self.os_cache,
         ))
 
     def val_dataloader(self):

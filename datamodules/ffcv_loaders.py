@@ -2,9 +2,10 @@
 
 Lightning passes an FFCV ``Loader`` through untouched, so sharding is done here:
 
-- training: FFCV's own ``distributed=True`` (a seeded DistributedSampler per epoch) when the
-  world size is above one; the epoch counter is set from the trainer so a resumed run
-  sees the order it would have seen;
+- training: one seeded permutation per epoch, of which each rank takes a strided share
+  (``datamodules.resumable.GlobalPermutation``, DistributedSampler's order): the global
+  batches are the same whatever the world size; the epoch counter is set from the trainer
+  so a resumed run sees the order it would have seen;
 - evaluation: ranks take strided, disjoint shards of the rows (``rows[rank::world]``),
   sequential and ``drop_last=False``. FFCV's distributed sampler would pad ranks with
   duplicates; strided shards never do, so every example is seen exactly once.
@@ -32,8 +33,10 @@ ORDERS = ("random", "quasi_random")
 
 def train_loader(beton: Path, rows: np.ndarray, batch_size: int, pipelines: dict, *, num_workers: int, seed: int,
                  world_size: int, epoch: int, os_cache: bool, drop_last: bool = True, batches_ahead: int = 3,
-                 order: str = "random", start_batch: int = 0):
-    """A shuffling FFCV loader over ``rows`` (FFCV's distributed sampler when ``world_size > 1``).
+                 order: str = "random", start_batch: int = 0, rank: int | None = None):
+    """A shuffling FFCV loader over rank ``rank``'s share of ``rows`` (``world_size`` ranks).
+
+    ``rank`` defaults to ``torch.distributed``'s rank when ``world_size > 1``.
 
     The epoch ``epoch`` starts at batch ``start_batch`` (a run resumed mid-epoch, see
     ``datamodules.resumable``); later epochs start at their first batch.
@@ -53,10 +56,14 @@ def train_loader(beton: Path, rows: np.ndarray, batch_size: int, pipelines: dict
     if order == "quasi_random" and world_size > 1:
         raise ValueError("order='quasi_random' is not available with world_size > 1 in FFCV 1.0.2 "
                          "(QuasiRandom raises NotImplementedError under distributed=True); use order='random'")
+    if rank is None:
+        import torch.distributed as dist
+
+        rank = dist.get_rank() if world_size > 1 else 0
     loader = ResumableLoader(
         str(beton), batch_size=batch_size, num_workers=num_workers,
         order=OrderOption.QUASI_RANDOM if order == "quasi_random" else OrderOption.RANDOM,
-        distributed=world_size > 1, seed=seed, indices=rows, pipelines=pipelines,
+        seed=seed, indices=rows, pipelines=pipelines, rank=rank, world_size=world_size,
         drop_last=drop_last, os_cache=os_cache, batches_ahead=batches_ahead, start_batch=start_batch,
     )
     loader.next_epoch = epoch

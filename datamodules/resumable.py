@@ -11,24 +11,63 @@ Lightning loads the DataModule's state before it asks for the training loader.
 The loader also implements ``state_dict``/``load_state_dict`` so that Lightning treats it as
 resumable (it warns about non-resumable loaders when a mid-epoch checkpoint is restored);
 its state records the epoch for inspection only.
+
+Its random order is one global permutation per epoch, that of PyTorch's
+``DistributedSampler`` (``torch.randperm`` seeded ``seed + epoch``, padded to a multiple of
+the world size), of which rank ``r`` of ``W`` takes ``perm[r::W]``. FFCV's own RANDOM order
+is that with ``distributed=True`` but another permutation (numpy's) in one process; here one
+process takes the whole permutation. With per-device batch ``b``, accumulation ``A`` and
+``G = W * A * b``, optimizer step ``k`` then trains on ``perm[k*G:(k+1)*G]`` on any number of
+ranks: the same global batches on 1 GPU or 64. The seeded crops and flips
+(``datamodules.seeded_augment``, told the epoch here) depend on the image and epoch only,
+so the pixels are the same too.
 """
 from __future__ import annotations
 
-from ffcv.loader import Loader
+import numpy as np
+import torch
+from ffcv.loader import Loader, OrderOption
 from ffcv.loader.epoch_iterator import EpochIterator
 from ffcv.pipeline.compiler import Compiler
+from ffcv.traversal_order.base import TraversalOrder
+
+
+class GlobalPermutation(TraversalOrder):
+    """Rank ``rank``'s share of one seeded permutation per epoch (``DistributedSampler``'s)."""
+
+    def __init__(self, loader: Loader, rank: int, world_size: int):
+        super().__init__(loader)
+        self.rank, self.world_size = rank, world_size
+
+    def sample_order(self, epoch: int) -> np.ndarray:
+        generator = torch.Generator()
+        generator.manual_seed(int(self.seed or 0) + epoch)
+        perm = torch.randperm(len(self.indices), generator=generator).numpy()
+        padded = np.resize(perm, -(-len(perm) // self.world_size) * self.world_size)  # repeats the start, as the sampler pads
+        return np.asarray(self.indices)[padded[self.rank::self.world_size]]
 
 
 class ResumableLoader(Loader):
     """FFCV ``Loader`` whose next epoch can start at batch ``start_batch`` (then back to 0).
 
-    Same arguments as ``ffcv.loader.Loader``, plus ``start_batch``. Iterating yields the
-    batches ``start_batch, start_batch + 1, ...`` of the epoch's order, exactly those an
-    uninterrupted run would have yielded from that point; ``len()`` stays the full epoch.
+    Same arguments as ``ffcv.loader.Loader`` except ``distributed``, plus ``start_batch`` and
+    ``rank``/``world_size``. The RANDOM order is ``GlobalPermutation`` (see the module doc);
+    other orders are FFCV's, in one process. Iterating yields the batches ``start_batch,
+    start_batch + 1, ...`` of the epoch's order, exactly those an uninterrupted run would
+    have yielded from that point; ``len()`` stays the full epoch. Pipeline operations with
+    a ``set_epoch`` method are told the epoch as it starts.
     """
 
-    def __init__(self, *args, start_batch: int = 0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, start_batch: int = 0, rank: int = 0, world_size: int = 1, **kwargs):
+        # collected first: FFCV's Loader takes the decoders out of the pipeline lists
+        self._epoch_aware = [op for ops in kwargs.get("pipelines", {}).values() for op in (ops or []) if hasattr(op, "set_epoch")]
+        super().__init__(*args, distributed=False, **kwargs)
+        if kwargs.get("order") == OrderOption.RANDOM:
+            # FFCV calls a TraversalOrder it is given as a class but only accepts instances: set it after
+            self.traversal_order = GlobalPermutation(self, rank, world_size)
+            self.first_traversal_order = self.next_traversal_order()  # what len() counts
+        elif world_size > 1:
+            raise ValueError(f"order {kwargs.get('order')} cannot be split over {world_size} ranks; use OrderOption.RANDOM")
         self.start_batch = int(start_batch)
         self.current_epoch = self.next_epoch
 
@@ -45,6 +84,8 @@ class ResumableLoader(Loader):
         order = self.next_traversal_order()
         selected = order[:len(self) * self.batch_size]
         self.current_epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
+        for op in self._epoch_aware:  # before any batch of the epoch is decoded
+            op.set_epoch(self.current_epoch)
         skip, self.start_batch = self.start_batch * self.batch_size, 0
         if self.code is None or self.recompile:
             self.generate_code()

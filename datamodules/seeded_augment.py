@@ -5,50 +5,89 @@ state per thread, seeded from OS entropy and never by the loader's ``seed``, so 
 over the same order see different augmentations, and a run resumed from a checkpoint
 cannot repeat what the uninterrupted run would have drawn (``docs/data-loading.md``).
 
-Here every draw is seeded from ``(seed, the batch's rows, the image's place in the batch)``
-right before it is made. The batch's rows are a function of the loader's seed and epoch
-(FFCV's order), so a resumed run, a run with another number of decoding threads, or the
-same rows on another machine all get the same crop and flip for each image. FFCV's own
-``MixUp`` seeds the same way, from the batch's indices. Seeding inside the parallel loop
-makes the draws independent of which thread decodes which image.
+Here each image's draws are seeded from ``(seed, epoch, row)`` right before they are made,
+inside the parallel loop. So an image gets the same crop and flip in a given epoch whatever
+the thread count, the batch size, the number of ranks or the batch it lands in, and a
+resumed run repeats what the uninterrupted run drew. The epoch lives in a one-element array
+that the loader sets when an epoch starts (``set_epoch``; ``datamodules.resumable`` does);
+the compiled code reads it through its address, because numba freezes the arrays a
+function closes over as constants.
 """
 from __future__ import annotations
 
 from typing import Callable
 
+import numba
 import numpy as np
 from ffcv.fields.rgb_image import IMAGE_MODES, ResizedCropRGBImageDecoder, get_random_crop
 from ffcv.libffcv import imdecode, resize_crop
 from ffcv.pipeline.compiler import Compiler
 from ffcv.transforms import RandomHorizontalFlip
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-_PRIME = 2147483647  # 2^31 - 1: keeps every product below 2^63 in numba's int64 arithmetic
-_FLIP_SALT = 7919  # the flip's stream differs from the crop's for the same batch
-
-
-def batch_key(seed, batch_indices):
-    """A number in [0, 2^31 - 1) determined by ``seed`` and the ordered rows of a batch."""
-    key = seed % _PRIME
-    for k in range(len(batch_indices)):
-        key = (key * 48271 + np.int64(batch_indices[k]) + 1) % _PRIME
-    return key
+_FLIP_SALT = 0x5EED  # the flip's stream differs from the crop's for the same image
 
 
-def image_seed(key, position):
-    """The seed of the draws for the image at ``position`` of the batch with ``key``."""
-    return (key * 69069 + position * 40503 + 1) % _PRIME
+def _splitmix(x):
+    # splitmix64's finaliser (uint64 arithmetic wraps): a well-mixed 64-bit function of x
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
-class SeededCropDecoder(ResizedCropRGBImageDecoder):
+_splitmix_c = numba.njit(_splitmix)
+
+
+def image_seed(seed, epoch, row):
+    """The seed (< 2^31) of the draws for beton row ``row`` in ``epoch`` of a loader seeded ``seed``."""
+    h = _splitmix_c(np.uint64(seed))
+    h = _splitmix_c(h ^ np.uint64(epoch))
+    h = _splitmix_c(h ^ np.uint64(row))
+    return np.int64(h >> np.uint64(33))
+
+
+@intrinsic
+def _as_pointer(typingctx, address):
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+    return types.voidptr(types.uint64), codegen
+
+
+class EpochAware:
+    """Holds the epoch its compiled code reads (a one-element array read through its address)."""
+
+    def _init_epoch(self, seed: int) -> None:
+        self.seed = int(seed)
+        self._epoch = np.zeros(1, dtype=np.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch[0] = epoch
+
+    def _epoch_reader(self):
+        address, holder = np.uint64(self._epoch.ctypes.data), self._epoch  # holder: the array outlives the code
+
+        @numba.njit
+        def read_epoch():
+            return numba.carray(_as_pointer(address), 1, np.int64)[0]
+
+        read_epoch.holder = holder
+        return read_epoch
+
+
+class SeededCropDecoder(EpochAware, ResizedCropRGBImageDecoder):
     """An FFCV resized-crop decoder whose crop draws are seeded per image (see the module doc).
 
     Subclasses choose the window through ``get_crop_generator`` as FFCV's decoders do;
-    decoding and resizing are FFCV's (``imdecode``, ``resize_crop``), unchanged.
+    decoding and resizing are FFCV's (``imdecode``, ``resize_crop``), unchanged. The loader
+    must call ``set_epoch`` as each epoch starts (``ResumableLoader`` does).
     """
 
     def __init__(self, output_size: tuple[int, int], seed: int):
         super().__init__(output_size)
-        self.seed = int(seed)
+        self._init_epoch(seed)
 
     def generate_code(self) -> Callable:
         # FFCV's ResizedCropRGBImageDecoder.generate_code (1.0.2) plus the per-image seed
@@ -58,13 +97,13 @@ class SeededCropDecoder(ResizedCropRGBImageDecoder):
         imdecode_c = Compiler.compile(imdecode)
         resize_crop_c = Compiler.compile(resize_crop)
         get_crop_c = Compiler.compile(self.get_crop_generator)
-        batch_key_c = Compiler.compile(batch_key)
         image_seed_c = Compiler.compile(image_seed)
+        read_epoch = self._epoch_reader()
         scale, ratio, seed = np.array(self.scale), np.array(self.ratio), self.seed
 
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination, temp_storage = my_storage
-            key = batch_key_c(seed, batch_indices)
+            epoch = read_epoch()
             for dst_ix in my_range(len(batch_indices)):
                 field = metadata[batch_indices[dst_ix]]
                 image_data = mem_read(field["data_ptr"], storage_state)
@@ -76,7 +115,7 @@ class SeededCropDecoder(ResizedCropRGBImageDecoder):
                     temp_buffer = temp_buffer.reshape(-1)[:3 * height * width].reshape(height, width, 3)
                 else:
                     temp_buffer = image_data.reshape(height, width, 3)
-                np.random.seed(image_seed_c(key, dst_ix))
+                np.random.seed(image_seed_c(seed, epoch, batch_indices[dst_ix]))
                 i, j, h, w = get_crop_c(height, width, scale, ratio)
                 resize_crop_c(temp_buffer, i, i + h, j, j + w, destination[dst_ix])
             return destination[:len(batch_indices)]
@@ -97,23 +136,24 @@ class SeededRandomResizedCrop(SeededCropDecoder):
         return get_random_crop
 
 
-class SeededHorizontalFlip(RandomHorizontalFlip):
-    """FFCV's ``RandomHorizontalFlip`` with its one draw per batch seeded from the batch's rows."""
+class SeededHorizontalFlip(EpochAware, RandomHorizontalFlip):
+    """FFCV's ``RandomHorizontalFlip`` with each image's draw seeded from ``(seed, epoch, row)``."""
 
     def __init__(self, seed: int, flip_prob: float = 0.5):
         super().__init__(flip_prob)
-        self.seed = int(seed)
+        self._init_epoch(seed)
 
     def generate_code(self) -> Callable:
         my_range = Compiler.get_iterator()
-        batch_key_c = Compiler.compile(batch_key)
+        image_seed_c = Compiler.compile(image_seed)
+        read_epoch = self._epoch_reader()
         flip_prob, seed = self.flip_prob, self.seed + _FLIP_SALT
 
         def flip(images, dst, indices):
-            np.random.seed(batch_key_c(seed, indices))
-            should_flip = np.random.rand(images.shape[0]) < flip_prob
+            epoch = read_epoch()
             for i in my_range(images.shape[0]):
-                if should_flip[i]:
+                np.random.seed(image_seed_c(seed, epoch, indices[i]))
+                if np.random.rand() < flip_prob:
                     dst[i] = images[i, :, ::-1]
                 else:
                     dst[i] = images[i]

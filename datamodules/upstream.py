@@ -76,7 +76,7 @@ class UpstreamDataModule(BetonDataModule):
         return self._resumable(train_loader(
             self.beton, train_rows, self.batch_size, inception_train_pipelines(
                 self.hparams.resolution, self.hparams.min_crop_scale, seed=self.hparams.order_seed, device=loader_device(self.trainer)),
-            num_workers=self.num_workers, seed=self.hparams.order_seed, world_size=world, epoch=0, os_cache=self.os_cache,
+            num_workers=self.num_workers, seed=self.hparams.order_seed, rank=rank, world_size=world, epoch=0, os_cache=self.os_cache,
         ))
 
     def val_dataloader(self):

@@ -89,14 +89,14 @@ def cell(world):
     return world, Path(ckpt), Path(ft.trainer.log_dir), ft_cfg
 
 
-@pytest.fixture
-def own_colour_beton(tmp_path, colour_beton) -> Path:
-    """A private copy of ``colour_beton`` (subset index files get written beside it)."""
+
+def copy_beton(beton: Path, folder: Path) -> Path:
+    """A private copy of ``beton`` and its manifest in ``folder`` (subset index files get written beside it)."""
     import shutil
 
     from datamodules.beton import manifest_path
 
-    beton = tmp_path / "up.beton"
-    shutil.copy(colour_beton, beton)
-    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
-    return beton
+    copy = folder / "up.beton"
+    shutil.copy(beton, copy)
+    shutil.copy(manifest_path(beton), manifest_path(copy))
+    return copy

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
+from tests.conftest import copy_beton
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,14 +126,8 @@ def runs(tmp_path_factory, colour_beton):
     step-2 checkpoint). Fine-tuning with MixUp, from scratch: ``ft_whole`` and ``ft_cut``
     (SIGUSR1 at step 5, then ``--ckpt_path last``).
     """
-    import shutil
-
-    from datamodules.beton import manifest_path
-
     root = tmp_path_factory.mktemp("resume")
-    beton = root / "up.beton"
-    shutil.copy(colour_beton, beton)
-    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    beton = copy_beton(colour_beton, root)
     pre, ft = (lambda name: _config(root / name, "pretrain", beton)), (lambda name: _config(root / name, "finetune", beton))
     _run_together(
         _command(pre("whole"), root / "whole"),

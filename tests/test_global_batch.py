@@ -1,12 +1,11 @@
 """A fixed global batch on any hardware: per-device batch x devices x accumulation."""
 from __future__ import annotations
 
-import shutil
-
 import lightning as L
 import pytest
 
 from lightning_modules.global_batch import split_global_batch
+from tests.conftest import copy_beton
 
 
 @pytest.mark.parametrize("global_batch,world,cap,expected", [
@@ -30,13 +29,10 @@ def test_a_global_batch_that_does_not_divide_is_refused():
 
 
 def test_trainer_gets_the_accumulation_and_the_lr_follows_the_global_batch(tmp_path, colour_beton):
-    from datamodules.beton import manifest_path
     from datamodules.upstream import UpstreamDataModule
     from lightning_modules.pretrain import PretrainModule
 
-    beton = tmp_path / "up.beton"
-    shutil.copy(colour_beton, beton)
-    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    beton = copy_beton(colour_beton, tmp_path)
     data = UpstreamDataModule(str(beton), subset_size=16, holdout=4, batch_size=999, global_batch=8, max_device_batch=2,
                               resolution=12, num_workers=1)
     model = PretrainModule("resnetv2_tiny_bit", num_classes=4, dataset_size=16, base_lr=0.256, warmup_steps=0)

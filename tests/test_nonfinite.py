@@ -1,16 +1,14 @@
 """A NaN loss stops the run with the step and the last good checkpoint named."""
 from __future__ import annotations
 
-import shutil
-
 import lightning as L
 import pytest
 import torch
 
-from datamodules.beton import manifest_path
 from datamodules.upstream import UpstreamDataModule
 from lightning_modules.classifier import NonFiniteLossError
 from lightning_modules.pretrain import PretrainModule
+from tests.conftest import copy_beton
 
 
 class NaNAtStep(PretrainModule):
@@ -22,9 +20,7 @@ class NaNAtStep(PretrainModule):
 
 
 def test_nan_loss_names_the_step_and_the_last_checkpoint(tmp_path, colour_beton):
-    beton = tmp_path / "up.beton"
-    shutil.copy(colour_beton, beton)
-    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    beton = copy_beton(colour_beton, tmp_path)
     data = UpstreamDataModule(str(beton), subset_size=16, holdout=4, batch_size=4, resolution=12, num_workers=1)
     model = NaNAtStep("resnetv2_tiny_bit", num_classes=4, dataset_size=16, warmup_steps=0)
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_last=True)

@@ -1,13 +1,11 @@
 """A run resumed from a checkpoint sees the same training order it would have seen uninterrupted."""
 from __future__ import annotations
 
-import shutil
-
 import lightning as L
 import torch
 
-from datamodules.beton import manifest_path
 from datamodules.upstream import UpstreamDataModule
+from tests.conftest import copy_beton
 
 
 class OrderRecorder(L.LightningModule):
@@ -38,9 +36,7 @@ def _fit(beton, root, max_epochs, ckpt_path=None, checkpoint_every=None):
 
 
 def test_resumed_epochs_repeat_the_uninterrupted_order(tmp_path, colour_beton):
-    beton = tmp_path / "up.beton"
-    shutil.copy(colour_beton, beton)
-    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    beton = copy_beton(colour_beton, tmp_path)
 
     whole, _ = _fit(beton, tmp_path / "whole", max_epochs=3)
     first, trainer = _fit(beton, tmp_path / "cut", max_epochs=1)  # saved after the fit: an end-of-epoch checkpoint
@@ -56,9 +52,7 @@ def test_resumed_epochs_repeat_the_uninterrupted_order(tmp_path, colour_beton):
 
 
 def test_a_run_stopped_mid_epoch_resumes_with_the_next_batch(tmp_path, colour_beton):
-    beton = tmp_path / "up.beton"
-    shutil.copy(colour_beton, beton)
-    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    beton = copy_beton(colour_beton, tmp_path)
 
     # 4 batches per epoch; the checkpoint written at step 6 is two batches into epoch 1,
     # as a periodic or a SIGUSR1 checkpoint would be

@@ -1,5 +1,5 @@
-"""Crops and flips are a function of (seed, the batch's rows): reproducible across loaders,
-thread counts and a resume part-way through an epoch (datamodules.seeded_augment)."""
+"""Crops and flips are a function of (seed, epoch, row): reproducible across loaders, thread
+counts, batch sizes and a resume part-way through an epoch (datamodules.seeded_augment)."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +16,8 @@ PIPELINES = {
 }
 
 
-def _epochs(beton, build, *, seed=0, order_seed=5, threads=1, epochs=2, start_batch=0):
-    loader = train_loader(beton, ROWS, 4, build(seed), num_workers=threads, seed=order_seed, world_size=1, epoch=0,
+def _epochs(beton, build, *, seed=0, order_seed=5, threads=1, epochs=2, start_batch=0, batch_size=4):
+    loader = train_loader(beton, ROWS, batch_size, build(seed), num_workers=threads, seed=order_seed, world_size=1, epoch=0,
                           os_cache=True, start_batch=start_batch)
     out = []
     for _ in range(epochs):
@@ -39,6 +39,19 @@ def test_same_seed_same_augmentation_whatever_the_thread_count(colour_beton, nam
         assert torch.equal(_images(a), _images(b))
 
 
+def _by_row(epoch):
+    return dict(zip(torch.cat([i for _, i in epoch]).tolist(), _images(epoch)))
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_an_image_gets_the_same_augmentation_in_any_batch(colour_beton, name):
+    # batches of 4 and of 8 group the rows differently (and order_seed 6 orders them differently)
+    small = _epochs(colour_beton, PIPELINES[name], batch_size=4, epochs=1)[0]
+    large = _epochs(colour_beton, PIPELINES[name], batch_size=8, epochs=1, order_seed=6)[0]
+    a, b = _by_row(small), _by_row(large)
+    assert a.keys() == b.keys() and all(torch.equal(a[row], b[row]) for row in a)
+
+
 @pytest.mark.parametrize("name", PIPELINES)
 def test_another_seed_or_epoch_draws_other_crops(colour_beton, name):
     base = _epochs(colour_beton, PIPELINES[name], seed=0)
@@ -48,7 +61,7 @@ def test_another_seed_or_epoch_draws_other_crops(colour_beton, name):
     differs = (_images(base[0]) != _images(other[0])).flatten(1).any(1)
     assert differs.float().mean() > 0.5
     # the same image in the next epoch gets another crop (another batch key)
-    first, second = (dict(zip(torch.cat([i for _, i in e]).tolist(), _images(e))) for e in base)
+    first, second = (_by_row(e) for e in base)
     changed = [not torch.equal(first[row], second[row]) for row in first]
     assert np.mean(changed) > 0.5
 

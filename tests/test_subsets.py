@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from datamodules.subsets import load_or_create_subset, seeded_order, split_indices
+from tests.conftest import copy_beton
 
 LABELS = np.repeat(np.arange(10), [50, 40, 30, 30, 30, 30, 30, 20, 20, 20])  # 300 items, unbalanced
 
@@ -75,14 +76,9 @@ def test_a_bad_size_is_named():
 
 
 def test_cli_writes_nested_subsets_with_their_manifests(tmp_path, colour_beton):
-    import shutil
-
-    from datamodules.beton import manifest_path
     from datamodules.convert import main
 
-    beton = tmp_path / "up.beton"
-    shutil.copy(colour_beton, beton)
-    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    beton = copy_beton(colour_beton, tmp_path)
     main(["subsets", str(beton), "--sizes", "12", "6", "full", "--holdout", "4", "--seed", "7", "--balanced"])
     folder = tmp_path / "up.subsets" / "seed=7-balanced-holdout=4"
     small, mid, full = (np.load(folder / f"{n}.npy") for n in ("size=6", "size=12", "full"))
@@ -101,14 +97,9 @@ def read_classes(beton):
 
 
 def test_datamodule_takes_a_size_name(tmp_path, colour_beton):
-    import shutil
-
-    from datamodules.beton import manifest_path
     from datamodules.upstream import UpstreamDataModule
 
-    beton = tmp_path / "up.beton"
-    shutil.copy(colour_beton, beton)
-    shutil.copy(manifest_path(colour_beton), manifest_path(beton))
+    beton = copy_beton(colour_beton, tmp_path)
     dm = UpstreamDataModule(str(beton), subset_size="0.01K", holdout=4)
     train, val = dm.rows()
     assert dm.num_train_examples == len(train) == 10 and len(val) == 4
