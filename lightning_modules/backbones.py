@@ -25,6 +25,8 @@ from timm.layers import GroupNormAct, StdConv2d
 from timm.models import register_model
 from timm.models.resnetv2 import ResNetV2
 
+from lightning_modules.safe_load import load_plain
+
 
 def _tiny_bit(layers: list[int], channels: tuple[int, ...], stem_chs: int, **kwargs) -> ResNetV2:
     # timm's factory passes hub/cache options meant for pretrained weights; the tiny models have none.
@@ -65,10 +67,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "refuse"
-        raise ValueError(f"refusing to load {path}: it is not a plain tensor checkpoint ({type(err).__name__}); convert it to .safetensors") from err
+    state = load_plain(path)
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -11,6 +11,7 @@ from lightning_modules import hyperrule
 from lightning_modules.backbones import load_backbone_weights
 from lightning_modules.classifier import ImageClassifier
 from lightning_modules.mixup import mix_batch, mixup_loss
+from lightning_modules.safe_load import load_plain
 from lightning_modules.schedules import warmup_step_decay
 from lightning_modules.study_cell import current_seed, make_cell
 
@@ -20,10 +21,7 @@ def read_upstream_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"upstream checkpoint {path} not found; run the pre-training config first (python train.py fit --config configs/...)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - refuse anything that is not plain data
-        raise ValueError(f"refusing to load {path}: not a plain-data checkpoint ({type(err).__name__}: {err})") from err
+    return load_plain(path)
 
 
 class FinetuneModule(ImageClassifier):
