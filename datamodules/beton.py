@@ -3,6 +3,7 @@
 Layout written for ``OUT.beton``::
 
     OUT.beton        fields: image (RGBImageField), label (int), index (int: the row itself)
+                     [+ labels (int32 x max_labels, -1 padded): multi-label sources, datamodules.multilabel]
     OUT.json         the manifest: settings, class list, count, per-class counts, sha256
     OUT.meta.npz     optional per-image integer metadata (benchmark sets: corruption, anchor...)
 
@@ -103,10 +104,10 @@ def find_undecodable(refs: Sequence[ImageRef], num_workers: int = 1) -> dict[str
 
 
 class _ImageRows:
-    """Indexable dataset handed to FFCV's writer: (RGB uint8 array, label, index)."""
+    """Indexable dataset handed to FFCV's writer: (RGB uint8 array, label, index[, label set])."""
 
-    def __init__(self, refs, labels, preprocess):
-        self.refs, self.labels, self.preprocess = refs, labels, preprocess
+    def __init__(self, refs, labels, preprocess, label_sets=None):
+        self.refs, self.labels, self.preprocess, self.label_sets = refs, labels, preprocess, label_sets
 
     def __len__(self):
         return len(self.refs)
@@ -120,6 +121,8 @@ class _ImageRows:
                 array = np.asarray(im, dtype=np.uint8)
         except OSError as err:
             raise ValueError(f"cannot decode image {self.refs[i]}: {err}") from err
+        if self.label_sets is not None:
+            return array, int(self.labels[i]), i, self.label_sets[i]
         return array, int(self.labels[i]), i
 
 
@@ -137,6 +140,7 @@ def write_beton(
     on_corrupt: str = "skip",
     source_check: dict | None = None,
     overwrite: bool = False,
+    label_sets: Sequence[Sequence[int]] | None = None,
 ) -> dict:
     """Write ``paths``/``labels`` to ``out`` (atomically) and return the manifest.
 
@@ -152,8 +156,11 @@ def write_beton(
     a finished beton made from anything else is refused unless ``overwrite`` (a changed source
     folder should not silently replace hours of conversion). ``source_check`` (what the
     download was checked against, see ``datamodules.sources.check_release``) goes to the manifest.
+    ``label_sets`` (every class of each image, ``datamodules.multilabel``) adds the ``labels`` field.
     """
-    from ffcv.fields import IntField, RGBImageField
+    from ffcv.fields import IntField, NDArrayField, RGBImageField
+
+    from datamodules.multilabel import pad_label_sets
     from ffcv.writer import DatasetWriter
 
     out = Path(out)
@@ -162,6 +169,10 @@ def write_beton(
         raise ValueError(f"{out}: {len(paths)} images but {len(labels)} labels")
     # what identifies a finished conversion: re-running with the same source, count and settings is a no-op
     wanted = {"source": str(source), "num_source_images": len(paths), "settings": asdict(settings)}
+    if label_sets is not None:
+        if len(label_sets) != len(paths):
+            raise ValueError(f"{out}: {len(paths)} images but {len(label_sets)} label sets")
+        wanted["multi_label"] = True
     if manifest_path(out).exists() and out.exists():
         existing = json.loads(manifest_path(out).read_text())
         if all(existing.get(k) == v for k, v in wanted.items()):
@@ -179,6 +190,7 @@ def write_beton(
         paths = [p for p, k in zip(paths, keep) if k]
         labels = labels[keep]
         meta = {k: np.asarray(v)[keep] for k, v in meta.items()} if meta else meta
+        label_sets = [ls for ls, k in zip(label_sets, keep) if k] if label_sets is not None else None
         print(f"warning: {out}: skipping {len(bad)} image(s) that do not decode (listed in the manifest), e.g. {next(iter(bad))}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -194,8 +206,13 @@ def write_beton(
             "label": IntField(),
             "index": IntField(),
         }
+        padded = None
+        if label_sets is not None:
+            max_labels = max([len(ls) for ls in label_sets] + [1])
+            padded = pad_label_sets(label_sets, max_labels)
+            fields["labels"] = NDArrayField(np.dtype("int32"), (max_labels,))
         writer = DatasetWriter(str(tmp), fields, num_workers=num_workers)
-        writer.from_indexed_dataset(_ImageRows(list(paths), labels, preprocess))
+        writer.from_indexed_dataset(_ImageRows(list(paths), labels, preprocess, padded))
         if meta:
             np.savez(meta_path(out).with_suffix(".tmp.npz"), **meta)
             os.replace(meta_path(out).with_suffix(".tmp.npz"), meta_path(out))
@@ -212,7 +229,10 @@ def write_beton(
         "classes": list(classes),
         "class_counts": {c: int(k) for c, k in zip(classes, counts)},
         "source_check": source_check or {},
-        "fields": ["image", "label", "index"],
+        "fields": ["image", "label", "index"] + (["labels"] if padded is not None else []),
+        "multi_label": None if padded is None else {
+            "max_labels": int(padded.shape[1]), "images_with_several": int((padded[:, 1:] >= 0).any(1).sum()) if padded.shape[1] > 1 else 0,
+        },
         "meta_fields": sorted(meta) if meta else [],
         "skipped": bad,
         "sha256": sha256_file(out),
@@ -225,10 +245,20 @@ def write_beton(
 
 
 def convert(images: LabelledImages, out: Path, settings: BetonSettings = BetonSettings(), num_workers: int = 2,
-            on_corrupt: str = "skip", overwrite: bool = False) -> dict:
-    """Write a scanned source (``datamodules.sources``) to ``out`` with its check in the manifest."""
+            on_corrupt: str = "skip", overwrite: bool = False, multi_label: bool = False) -> dict:
+    """Write a scanned source (``datamodules.sources``) to ``out`` with its check in the manifest.
+
+    ``multi_label``: merge byte-identical images filed under several classes into one row
+    carrying all of them (``datamodules.multilabel``); the manifest counts the merged copies.
+    """
+    label_sets, extra = None, None
+    if multi_label:
+        from datamodules.multilabel import merge_duplicates
+
+        merged = merge_duplicates(images, num_workers)
+        images, label_sets, extra = merged.images, merged.label_sets, {"duplicates_merged": merged.duplicates_merged}
     return write_beton(out, images.refs, images.labels, images.classes, settings, source=images.source, num_workers=num_workers,
-                       on_corrupt=on_corrupt, source_check=images.check, overwrite=overwrite)
+                       on_corrupt=on_corrupt, source_check=images.check, overwrite=overwrite, label_sets=label_sets, extra=extra)
 
 
 def convert_folder(src: Path, out: Path, settings: BetonSettings = BetonSettings(), num_workers: int = 2,

@@ -38,6 +38,12 @@ def _storage_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a finished beton made from another source or with other settings")
 
 
+def _multi_label_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--multi-label", action="store_true",
+                   help="merge byte-identical images filed under several classes into one row with all their labels "
+                        "(adds the beton field 'labels'; train with data.multi_label: true). Reads every file once more to hash it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m datamodules.convert", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"fall11: {RELEASES['fall11'].classes:,} classes; winter21: {RELEASES['winter21'].classes:,}")
     p.add_argument("--class-index", help="fixed class order: a file of one wnid per line, or timm:<name> "
                                          "(timm:imagenet21k_goog = BiT's 21,843 outputs); default: sorted wnids found")
+    _multi_label_option(p)
     _storage_options(p)
 
     p = commands.add_parser("imagenet1k-train", help="ImageNet-1k train: 1,000 <wnid>/ folders (labels in timm's 1k order)")
@@ -68,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--classes-from", type=Path, help="a beton whose class list (and indices) to use, e.g. the train set's")
+    _multi_label_option(p)
     _storage_options(p)
 
     p = commands.add_parser("subsets", help="write nested, seeded subset index files beside a beton")
@@ -95,7 +103,8 @@ def run(args: argparse.Namespace) -> str:
         classes = read_manifest(args.classes_from)["classes"] if args.classes_from else None
         images = scan_class_folders(args.src, classes)
     settings = BetonSettings(args.max_resolution, args.jpeg_quality, args.write_mode, args.compress_probability)
-    manifest = convert(images, args.out, settings, args.num_workers, args.on_corrupt, args.overwrite)
+    manifest = convert(images, args.out, settings, args.num_workers, args.on_corrupt, args.overwrite,
+                       multi_label=getattr(args, "multi_label", False))
     skipped = f", {len(manifest['skipped'])} skipped (listed in the manifest)" if manifest["skipped"] else ""
     partial = " [PARTIAL: counts do not match the release]" if manifest["source_check"].get("partial") else ""
     return (f"{args.out}: {manifest['num_images']:,} images, {len(manifest['classes']):,} classes, "

@@ -60,7 +60,7 @@ class ResumableLoader(Loader):
 
     def __init__(self, *args, start_batch: int = 0, rank: int = 0, world_size: int = 1, **kwargs):
         # collected first: FFCV's Loader takes the decoders out of the pipeline lists
-        self._epoch_aware = [op for ops in kwargs.get("pipelines", {}).values() for op in (ops or []) if hasattr(op, "set_epoch")]
+        self._epoch_aware = [op for spec in kwargs.get("pipelines", {}).values() for op in _operations(spec) if hasattr(op, "set_epoch")]
         super().__init__(*args, distributed=False, **kwargs)
         if kwargs.get("order") == OrderOption.RANDOM:
             # FFCV calls a TraversalOrder it is given as a class but only accepts instances: set it after
@@ -99,6 +99,15 @@ class ResumableLoader(Loader):
     def load_state_dict(self, state: dict) -> None:
         # the position is taken from the trainer's restored progress (see the module docstring)
         pass
+
+
+def _operations(spec) -> list:
+    """The operations of one entry of a Loader's ``pipelines`` (a list, a PipelineSpec or None)."""
+    from ffcv.pipeline import PipelineSpec
+
+    if isinstance(spec, PipelineSpec):
+        return [op for op in (spec.decoder, *spec.transforms) if op is not None]
+    return list(spec or [])
 
 
 class _LazyEpoch:

@@ -6,6 +6,7 @@ from pathlib import Path
 from datamodules.base import BetonDataModule, distributed_context, loader_device
 from datamodules.beton import beton_labels
 from datamodules.ffcv_loaders import eval_loader, train_loader
+from datamodules.multilabel import multi_label_pipeline
 from datamodules.pipelines import eval_pipelines, inception_train_pipelines
 from datamodules.subsets import load_or_create_subset, parse_size
 
@@ -25,8 +26,10 @@ class UpstreamDataModule(BetonDataModule):
         global_batch / max_device_batch: a fixed global batch instead; the per-device batch and
             gradient accumulation follow from devices x nodes (see ``BetonDataModule``).
         resolution: training/eval crop side (Inception crop + flip for training).
-        order_seed: seed of the training order (FFCV adds the epoch to it) and of the crops and
-            flips (drawn per image from it and the batch's rows: reproducible, also on resume).
+        order_seed: seed of the training order (one permutation per epoch, shared by the ranks)
+            and of the crops and flips (drawn per image from it, the epoch and the row).
+        multi_label: train on every label of each image (a beton converted with ``--multi-label``):
+            batches then carry ``(B, max_labels)`` labels padded with -1; validation keeps the first.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class UpstreamDataModule(BetonDataModule):
         os_cache: bool = True,
         global_batch: int | None = None,
         max_device_batch: int | None = None,
+        multi_label: bool = False,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch)
         self.save_hyperparameters()
@@ -52,6 +56,10 @@ class UpstreamDataModule(BetonDataModule):
         self.beton = Path(beton)
         self.manifest = self._manifest(self.beton)
         self.class_list: list[str] = self.manifest["classes"]
+        self._has_label_sets = "labels" in self.manifest.get("fields", [])
+        if multi_label and not self._has_label_sets:
+            raise ValueError(f"data.multi_label=true but {self.beton} holds one label per image (no 'labels' field); "
+                             f"convert it with --multi-label, or set data.multi_label: false")
         available = self.manifest["num_images"] - holdout
         self.num_train_examples = available if subset_size is None else subset_size
         if subset_size is not None and not 0 < subset_size <= available:
@@ -73,9 +81,13 @@ class UpstreamDataModule(BetonDataModule):
     def train_dataloader(self):
         rank, world = distributed_context(self.trainer)
         train_rows, _ = self.rows()
+        device = loader_device(self.trainer)
+        pipelines = inception_train_pipelines(self.hparams.resolution, self.hparams.min_crop_scale, seed=self.hparams.order_seed,
+                                              device=device)
+        if self.hparams.multi_label:
+            pipelines["label"] = multi_label_pipeline(device)  # labels (B, max_labels), -1 padded
         return self._resumable(train_loader(
-            self.beton, train_rows, self.batch_size, inception_train_pipelines(
-                self.hparams.resolution, self.hparams.min_crop_scale, seed=self.hparams.order_seed, device=loader_device(self.trainer)),
+            self.beton, train_rows, self.batch_size, self._without_label_sets(pipelines),
             num_workers=self.num_workers, seed=self.hparams.order_seed, rank=rank, world_size=world, epoch=0, os_cache=self.os_cache,
         ))
 
@@ -85,5 +97,12 @@ class UpstreamDataModule(BetonDataModule):
             return []
         rank, world = distributed_context(self.trainer)
         res, device = self.hparams.resolution, loader_device(self.trainer)
-        return eval_loader(self.beton, val_rows, self.eval_batch_size, lambda: eval_pipelines(res, device=device), f"eval:{res}:{device}",
+        # validation scores the first label of each image (``label``), multi-label beton or not
+        return eval_loader(self.beton, val_rows, self.eval_batch_size, lambda: self._without_label_sets(eval_pipelines(res, device=device)),
+                           f"eval:{res}:{device}",
                            num_workers=self.num_workers, rank=rank, world_size=world, os_cache=self.os_cache)
+
+    def _without_label_sets(self, pipelines: dict) -> dict:
+        # FFCV decodes every field it is not told to skip: a multi-label beton's ``labels``
+        # would become a fourth output (it is read through the ``label`` output instead)
+        return {**pipelines, "labels": None} if self._has_label_sets else pipelines

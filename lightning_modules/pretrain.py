@@ -6,6 +6,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from datamodules.multilabel import multi_hot
 from lightning_modules.classifier import ImageClassifier
 from lightning_modules.schedules import decays_at_fractions, linear_scaled_lr, warmup_step_decay
 from lightning_modules.study_cell import current_seed, make_cell
@@ -19,6 +20,9 @@ class PretrainModule(ImageClassifier):
     over ``warmup_steps`` then x0.1 decays at ``decay_fractions`` of ``trainer.max_steps``;
     weight decay on weights only. ``loss``: ``softmax`` cross-entropy, or ``sigmoid`` (one-hot
     binary cross-entropy with the head bias initialised to ``sigmoid_bias_init``, big_vision's choice).
+    Multi-label batches (labels ``(B, K)`` padded with -1, ``data.multi_label``) become multi-hot
+    targets: sigmoid against them; softmax against their uniform distribution (1/k on each of
+    an image's k classes; big_vision sums the k per-class terms instead, k times this).
 
     ``dataset_size`` (linked from the datamodule) is the number of upstream training images.
     Checkpoints carry ``study_cell`` (model, upstream data size, steps, seed) so that the
@@ -47,11 +51,17 @@ class PretrainModule(ImageClassifier):
             torch.nn.init.constant_(self.model.get_classifier().bias, sigmoid_bias_init)
 
     def loss_fn(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if labels.ndim == 2:  # several labels per image
+            targets = multi_hot(labels, logits.shape[1])
+            if self.hparams.loss == "softmax":
+                targets = targets / targets.sum(1, keepdim=True).clamp(min=1)
+        else:
+            targets = F.one_hot(labels, logits.shape[1]).float() if self.hparams.loss == "sigmoid" else None
         if self.hparams.loss == "sigmoid":
-            targets = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
             # big_vision sums over classes and averages over the batch
             return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels if targets is None else targets)
 
     def training_step(self, batch, batch_idx):
         images, labels, _ = batch
