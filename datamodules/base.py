@@ -32,7 +32,8 @@ class BetonDataModule(L.LightningDataModule):
     ``batch_size`` is per device. With ``global_batch`` set instead, the per-device batch and
     the trainer's gradient accumulation are derived from it at setup, from devices x nodes
     and the ``max_device_batch`` memory cap (``lightning_modules.global_batch``), so a config
-    means the same optimisation on 8 GPUs or 32. Manifests are read at construction (cheap),
+    means the same optimisation on 8 GPUs or 32; an integer ``trainer.val_check_interval`` then
+    counts optimizer steps, not micro-batches. Manifests are read at construction (cheap),
     so a missing beton fails at start-up with the path and the command that creates it.
     """
 
@@ -56,6 +57,11 @@ class BetonDataModule(L.LightningDataModule):
         self.batch_size = split.per_device
         # every rank derives the same split from the same numbers: no communication needed
         self.trainer.accumulate_grad_batches = split.accumulation
+        # Lightning counts an int val_check_interval in micro-batches; the configs mean optimizer
+        # steps ("validate every 10K steps"), whatever the accumulation this hardware needs
+        if isinstance(self.trainer.val_check_interval, int):
+            self._val_every_steps = getattr(self, "_val_every_steps", None) or self.trainer.val_check_interval
+            self.trainer.val_check_interval = self._val_every_steps * split.accumulation
         rank_zero_info(f"global batch {split.global_batch} = {split.world_size} device(s) x {split.accumulation} "
                        f"accumulation step(s) x {split.per_device} per device")
 

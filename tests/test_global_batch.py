@@ -37,9 +37,11 @@ def test_trainer_gets_the_accumulation_and_the_lr_follows_the_global_batch(tmp_p
                               resolution=12, num_workers=1)
     model = PretrainModule("resnetv2_tiny_bit", num_classes=4, dataset_size=16, base_lr=0.256, warmup_steps=0)
     trainer = L.Trainer(max_steps=2, max_epochs=-1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0)
+                        enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+                        val_check_interval=3, check_val_every_n_epoch=None)
     trainer.fit(model, datamodule=data)
     assert data.batch_size == 2 and trainer.accumulate_grad_batches == 4
+    assert trainer.val_check_batch == 12  # "every 3 steps" = every 12 micro-batches of this split
     assert model.global_batch() == 8
     assert trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(0.256 * 8 / 256)
     assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == 8  # 2 steps x 4 micro-batches
