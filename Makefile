@@ -22,8 +22,10 @@ $(STAMP): requirements.txt
 quickstart: install
 	$(PY) -m study.quickstart
 
+# Test files run in parallel worker processes (one thread each; files stay whole so module
+# fixtures are built once). Plain `pytest` still works, serially.
 test: install
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile tests
 
 report: install
 	$(PY) -m study.report runs/miniature/results --out runs/miniature/grid
