@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from datamodules.files import atomic_write_json, sha256_file
-from datamodules.sources import ImageRef, LabelledImages, open_image, scan_class_folders
+from datamodules.sources import ImageRef, LabelledImages, map_images, open_image, scan_class_folders
 
 MANIFEST_FORMAT = "ood-scaling/beton-manifest/v1"
 
@@ -89,17 +89,7 @@ def find_undecodable(refs: Sequence[ImageRef], num_workers: int = 1) -> dict[str
     FFCV's writer workers cannot skip a row once the count is fixed, and a worker that
     raises leaves the writer waiting forever, so bad files are found first.
     """
-    from tqdm import tqdm
-
-    progress = dict(desc="checking images decode", total=len(refs), unit="img", leave=False, mininterval=2.0,
-                    disable=len(refs) < 10_000)
-    if num_workers > 1 and len(refs) > 1000:
-        from multiprocessing import get_context
-
-        with get_context("fork").Pool(num_workers) as pool:
-            reasons = list(tqdm(pool.imap(_decode_error, refs, chunksize=256), **progress))
-    else:
-        reasons = [_decode_error(r) for r in tqdm(refs, **progress)]
+    reasons = map_images(_decode_error, refs, num_workers, desc="checking images decode")
     return {str(r): why for r, why in zip(refs, reasons) if why is not None}
 
 
@@ -159,9 +149,9 @@ def write_beton(
     ``label_sets`` (every class of each image, ``datamodules.multilabel``) adds the ``labels`` field.
     """
     from ffcv.fields import IntField, NDArrayField, RGBImageField
+    from ffcv.writer import DatasetWriter
 
     from datamodules.multilabel import pad_label_sets
-    from ffcv.writer import DatasetWriter
 
     out = Path(out)
     labels = np.asarray(labels, dtype=np.int64)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datamodules.sources import ImageRef, LabelledImages, read_image_bytes
+from datamodules.sources import ImageRef, LabelledImages, map_images, read_image_bytes
 
 PAD = -1
 
@@ -40,17 +40,8 @@ class MergedImages:
 
 def merge_duplicates(images: LabelledImages, num_workers: int = 1) -> MergedImages:
     """Group byte-identical files: one row each, labelled with every class they appear under."""
-    from tqdm import tqdm
-
     refs = list(images.refs)
-    progress = dict(desc="hashing images", total=len(refs), unit="img", leave=False, mininterval=2.0, disable=len(refs) < 10_000)
-    if num_workers > 1 and len(refs) > 1000:
-        from multiprocessing import get_context
-
-        with get_context("fork").Pool(num_workers) as pool:
-            digests = list(tqdm(pool.imap(image_digest, refs, chunksize=256), **progress))
-    else:
-        digests = [image_digest(r) for r in tqdm(refs, **progress)]
+    digests = map_images(image_digest, refs, num_workers, desc="hashing images")
     groups: dict[bytes, list[int]] = {}
     for i, digest in enumerate(digests):
         groups.setdefault(digest, []).append(i)

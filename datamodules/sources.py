@@ -87,6 +87,20 @@ def open_image(ref: ImageRef) -> Image.Image:
     return Image.open(io.BytesIO(read_image_bytes(ref)))
 
 
+def map_images(fn, refs: Sequence[ImageRef], num_workers: int = 1, desc: str = "images") -> list:
+    """``[fn(ref) for ref in refs]``, in ``num_workers`` forked processes for large lists, with a
+    progress bar from 10,000 images (``fn`` must be a module-level function)."""
+    from tqdm import tqdm
+
+    progress = dict(desc=desc, total=len(refs), unit="img", leave=False, mininterval=2.0, disable=len(refs) < 10_000)
+    if num_workers > 1 and len(refs) > 1000:
+        from multiprocessing import get_context
+
+        with get_context("fork").Pool(num_workers) as pool:
+            return list(tqdm(pool.imap(fn, refs, chunksize=256), **progress))
+    return [fn(r) for r in tqdm(refs, **progress)]
+
+
 @dataclass
 class LabelledImages:
     """Images of one conversion: ``refs[i]`` has label ``labels[i]``, an index into ``classes``.
