@@ -67,13 +67,12 @@ class EpochAware:
         self._epoch[0] = epoch
 
     def _epoch_reader(self):
-        address, holder = np.uint64(self._epoch.ctypes.data), self._epoch  # holder: the array outlives the code
+        address = np.uint64(self._epoch.ctypes.data)  # self._epoch lives as long as this operation
 
         @numba.njit
         def read_epoch():
             return numba.carray(_as_pointer(address), 1, np.int64)[0]
 
-        read_epoch.holder = holder
         return read_epoch
 
 

@@ -31,7 +31,6 @@ class StudyCLI(LightningCLI):
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         if "weights_only" in self._subcommand_method_arguments[subcommand] and kwargs.get("weights_only") is None:
             kwargs["weights_only"] = True
-        _CURRENT["ckpt_path"] = kwargs.get("ckpt_path")
         return kwargs
 
     def add_arguments_to_parser(self, parser) -> None:

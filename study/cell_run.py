@@ -65,7 +65,9 @@ def annotate_checkpoint(path: Path, fields: dict[str, Any]) -> None:
     """Add `fields` to the checkpoint's ``study_cell`` entry (atomic replace; no-op if present)."""
     import torch
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    from lightning_modules.safe_load import load_plain
+
+    ckpt = load_plain(path)
     cell = dict(ckpt.get("study_cell") or {})
     if all(cell.get(k) == v for k, v in fields.items()):
         return
