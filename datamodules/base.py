@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.beton import read_manifest
+from datamodules.beton import DEFAULT_HINT, check_beton_sha256, read_manifest
 from datamodules.resumable import resume_position, training_position
 
 
@@ -34,19 +34,25 @@ class BetonDataModule(L.LightningDataModule):
     and the ``max_device_batch`` memory cap (``lightning_modules.global_batch``), so a config
     means the same optimisation on 8 GPUs or 32; an integer ``trainer.val_check_interval`` then
     counts optimizer steps, not micro-batches. Manifests are read at construction (cheap),
-    so a missing beton fails at start-up with the path and the command that creates it.
+    so a missing beton, or one whose size differs from its manifest's (a truncated copy), fails
+    at start-up with the path and the fix (:class:`datamodules.errors.InputError`).
+    ``verify_sha256`` also hashes every beton at construction and refuses one whose bytes differ
+    from the manifest's ``sha256`` (a full read of each file). It runs at construction rather
+    than in ``setup`` because Lightning creates the logger's run folder before ``setup``: a
+    refusal there would leave a half-made run behind.
     """
 
-    make_hint = "python -m datamodules.convert folder SRC OUT.beton"
+    make_hint = DEFAULT_HINT
 
     def __init__(self, batch_size: int, eval_batch_size: int | None, num_workers: int, os_cache: bool,
-                 global_batch: int | None = None, max_device_batch: int | None = None):
+                 global_batch: int | None = None, max_device_batch: int | None = None, verify_sha256: bool = False):
         super().__init__()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.os_cache = os_cache
         self.global_batch, self.max_device_batch = global_batch, max_device_batch
+        self.verify_sha256 = verify_sha256
 
     def setup(self, stage: str) -> None:
         if self.global_batch is None or self.trainer is None:
@@ -82,4 +88,9 @@ class BetonDataModule(L.LightningDataModule):
         return loader
 
     def _manifest(self, beton: str | Path) -> dict:
-        return read_manifest(Path(beton), self.make_hint)
+        """``beton``'s manifest; refuses a missing or truncated beton, and with ``verify_sha256``
+        one whose bytes differ from those converted."""
+        manifest = read_manifest(Path(beton), self.make_hint)
+        if self.verify_sha256:
+            check_beton_sha256(Path(beton), manifest, self.make_hint)
+        return manifest

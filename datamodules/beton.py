@@ -9,12 +9,14 @@ Layout written for ``OUT.beton``::
 
 The beton is written to a temporary name and renamed when complete; the manifest is
 written last, so its presence means the conversion finished. Re-running with the same
-source and settings does nothing.
+source and settings does nothing. Readers compare the beton's size with the manifest's
+``bytes`` (and, on request, its ``sha256``), so a truncated copy is refused at start-up.
 
 The CLI over the ImageNet layouts is ``python -m datamodules.convert`` (see its ``--help``).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -25,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from datamodules.errors import InputError
 from datamodules.files import atomic_write_json, sha256_file
 from datamodules.sources import ImageRef, LabelledImages, map_images, open_image, scan_class_folders
 
@@ -50,8 +53,12 @@ def meta_path(beton: Path) -> Path:
     return Path(beton).with_suffix(".meta.npz")
 
 
-def read_manifest(beton: Path, make_hint: str = "python -m datamodules.convert folder SRC OUT.beton") -> dict:
-    """The manifest of a finished conversion, or a one-line error naming the path and the fix."""
+DEFAULT_HINT = "python -m datamodules.convert folder SRC OUT.beton"
+
+
+def read_manifest(beton: Path, make_hint: str = DEFAULT_HINT) -> dict:
+    """The manifest of a finished conversion whose beton still has the size it recorded, or a
+    one-line error naming the path and the fix (``make_hint``: the command that creates it)."""
     beton, manifest = Path(beton), manifest_path(beton)
     if not beton.exists() or not manifest.exists():
         missing = beton if not beton.exists() else manifest
@@ -59,13 +66,46 @@ def read_manifest(beton: Path, make_hint: str = "python -m datamodules.convert f
     data = json.loads(manifest.read_text())
     if data.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{manifest} is not a beton manifest of this project (format {data.get('format')!r}); re-run the conversion")
+    _refuse(size_mismatch(beton, data), make_hint)
     return data
 
 
+def size_mismatch(beton: Path, manifest: dict) -> str | None:
+    """Why ``beton`` is not the file ``manifest`` describes, judged by its size (one ``stat``), or None.
+
+    A truncated copy would otherwise fail deep inside FFCV's reader
+    (``ValueError: negative dimensions are not allowed``).
+    """
+    actual, recorded = Path(beton).stat().st_size, manifest["bytes"]  # in every manifest since v1
+    if actual == recorded:
+        return None
+    return (f"{beton} is {actual:,} bytes but its manifest {manifest_path(beton)} records {recorded:,} "
+            f"(a truncated or partial copy?)")
+
+
+def check_beton_sha256(beton: Path, manifest: dict, make_hint: str = DEFAULT_HINT) -> None:
+    """Refuse (:class:`InputError`) a beton whose sha256 differs from its manifest's ``sha256``:
+    bytes changed without the size changing. Reads the whole file, so it is opt-in."""
+    actual = sha256_file(beton)
+    if actual != manifest.get("sha256"):
+        _refuse(f"{beton} has sha256 {actual} but its manifest {manifest_path(beton)} records {manifest.get('sha256')} "
+                f"(its bytes changed since the conversion)", make_hint)
+
+
+def _refuse(why: str | None, make_hint: str) -> None:
+    if why is not None:
+        raise InputError(f"{why}; re-copy it from where it was converted, or convert it again with `{make_hint} --overwrite`")
+
+
 def beton_labels(beton: Path) -> np.ndarray:
-    """Per-row labels, read from the beton's metadata table (field 1 is ``label``) without decoding images."""
+    """Per-row labels, read from the beton's metadata table (field 1 is ``label``) without decoding images.
+
+    Refuses a missing, unfinished or truncated beton first (:func:`read_manifest`): FFCV's
+    reader would fail on it with an error that names neither the file nor the fix.
+    """
     from ffcv.reader import Reader
 
+    read_manifest(beton)
     return np.asarray(Reader(str(beton)).metadata["f1"], dtype=np.int64)
 
 
@@ -116,6 +156,33 @@ class _ImageRows:
         return array, int(self.labels[i]), i
 
 
+def check_label_range(paths: Sequence[ImageRef], labels: np.ndarray, num_classes: int,
+                      label_sets: Sequence[Sequence[int]] | None = None) -> None:
+    """Refuse (:class:`InputError`) any label, or member of a label set, outside ``[0, num_classes)``,
+    naming the first image that has one.
+
+    Checked before anything is written: FFCV would store such a label, the manifest's class
+    counts would drop its row, and training would stop much later in the loss
+    (``IndexError: Target 7 is out of bounds``).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        row = bad[0]
+        raise InputError(f"{paths[row]}: label {labels[row]} is outside [0, {num_classes}), the {num_classes} classes of the "
+                         f"class list; fix its label, or add its class to the class list")
+    if label_sets is None:
+        return
+    sizes = np.fromiter(map(len, label_sets), dtype=np.int64, count=len(label_sets))
+    members = np.fromiter(itertools.chain.from_iterable(label_sets), dtype=np.int64, count=int(sizes.sum()))
+    bad = np.flatnonzero((members < 0) | (members >= num_classes))
+    if len(bad):
+        row = int(np.repeat(np.arange(len(label_sets)), sizes)[bad[0]])
+        raise InputError(f"{paths[row]}: label set {tuple(int(k) for k in label_sets[row])} holds {members[bad[0]]}, outside "
+                         f"[0, {num_classes}), the {num_classes} classes of the class list; fix its labels, or add the class "
+                         f"to the class list")
+
+
 def write_beton(
     out: Path,
     paths: Sequence[ImageRef],
@@ -140,11 +207,15 @@ def write_beton(
     (``on_corrupt="skip"``), or stop the conversion with a one-line error naming the file
     (``on_corrupt="abort"``). ``meta`` arrays are filtered with the images.
 
-    ``labels[i]`` indexes ``classes``; ``meta`` arrays (one entry per image) go to the
-    ``.meta.npz`` sidecar; ``extra`` is stored in the manifest verbatim. If a finished
-    beton with the same source, count and settings exists, it is kept and its manifest returned;
-    a finished beton made from anything else is refused unless ``overwrite`` (a changed source
-    folder should not silently replace hours of conversion). ``source_check`` (what the
+    ``labels[i]`` indexes ``classes``; a label (or label-set member) outside it is refused
+    before anything is written (:func:`check_label_range`). An empty ``classes`` means the
+    labels are not class indices (benchmark caches: their benchmark defines them), so they are
+    not checked. ``meta`` arrays (one entry per image) go to the ``.meta.npz`` sidecar;
+    ``extra`` is stored in the manifest verbatim. If a finished beton with the same source,
+    count and settings exists, it is kept and its manifest returned; a finished beton made from
+    anything else, or whose size no longer matches its manifest, is refused unless ``overwrite``
+    (a changed source folder should not silently replace hours of conversion). The manifest's
+    ``bytes`` and ``sha256`` are those of the finished, renamed file. ``source_check`` (what the
     download was checked against, see ``datamodules.sources.check_release``) goes to the manifest.
     ``label_sets`` (every class of each image, ``datamodules.multilabel``) adds the ``labels`` field.
     """
@@ -163,18 +234,24 @@ def write_beton(
         if len(label_sets) != len(paths):
             raise ValueError(f"{out}: {len(paths)} images but {len(label_sets)} label sets")
         wanted["multi_label"] = True
+    if len(classes):
+        check_label_range(paths, labels, len(classes), label_sets)
     if manifest_path(out).exists() and out.exists():
         existing = json.loads(manifest_path(out).read_text())
-        if all(existing.get(k) == v for k, v in wanted.items()):
+        differ = [f"{k} {existing.get(k)} -> {v}" for k, v in wanted.items() if existing.get(k) != v]
+        broken = size_mismatch(out, existing)
+        if not differ and broken is None:
             return existing
-        if not overwrite:
-            differ = [f"{k} {existing.get(k)} -> {v}" for k, v in wanted.items() if existing.get(k) != v]
+        if not overwrite and differ:
             raise ValueError(f"{out} already holds a finished conversion that differs ({'; '.join(differ)}); "
                              f"delete it, write to another path, or pass --overwrite")
+        if not overwrite:
+            raise InputError(f"{broken}; re-copy it from where it was converted, or pass --overwrite to convert it again")
     bad = find_undecodable(list(paths), num_workers)
     if bad and on_corrupt == "abort":
         path, reason = next(iter(bad.items()))
-        raise ValueError(f"cannot decode image {path} ({reason}); remove or replace it, or convert with on_corrupt=skip")
+        raise InputError(f"cannot decode image {path} ({reason}); remove or replace it, or convert with --on-corrupt skip "
+                         f"(it is then left out and listed in the manifest's skipped)")
     if bad:
         keep = np.array([str(p) not in bad for p in paths])
         paths = [p for p, k in zip(paths, keep) if k]

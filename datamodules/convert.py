@@ -8,9 +8,11 @@
 
 Conversions write to a temporary file renamed when complete, skip (and list) or abort on
 images that do not decode, refuse a download whose counts do not match its release
-(``--allow-partial`` converts it anyway, flagged), and do nothing when re-run over a
-finished beton with the same source and settings. Storage defaults are in
-``datamodules.beton.BetonSettings`` (see docs/data-loading.md for what they cost).
+(``--allow-partial`` converts it anyway, flagged), refuse labels outside the class list,
+and do nothing when re-run over a finished beton with the same source and settings (one
+whose size no longer matches its manifest is refused; ``--overwrite`` rebuilds it).
+Storage defaults are in ``datamodules.beton.BetonSettings`` (see docs/data-loading.md for
+what they cost).
 """
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ class UpstreamDataModule(BetonDataModule):
         balanced: draw subsets class-balanced instead of uniformly.
         holdout: images held out (before subsets are drawn) for upstream validation.
         batch_size: per-device training batch.
+        verify_sha256: hash the beton at start-up and refuse one whose bytes differ from its
+            manifest's sha256 (a full read; the size is always checked).
         global_batch / max_device_batch: a fixed global batch instead; the per-device batch and
             gradient accumulation follow from devices x nodes (see ``BetonDataModule``).
         resolution: training/eval crop side (Inception crop + flip for training).
@@ -48,9 +50,10 @@ class UpstreamDataModule(BetonDataModule):
         os_cache: bool = True,
         global_batch: int | None = None,
         max_device_batch: int | None = None,
+        verify_sha256: bool = False,
         multi_label: bool = False,
     ):
-        super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch)
+        super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch, verify_sha256)
         self.save_hyperparameters()
         subset_size = self.subset_size = parse_size(subset_size)
         self.beton = Path(beton)

@@ -106,11 +106,17 @@ def test_truncated_jpeg_is_skipped_and_listed(tmp_path):
 
 
 def test_truncated_jpeg_aborts_with_its_path_on_request(tmp_path):
+    from datamodules.convert import build_parser
+
     write_colour_folder(tmp_path / "src", per_class=2)
     victim = _truncate_one(tmp_path / "src")
-    with pytest.raises(ValueError, match=f"cannot decode image {victim}"):
+    with pytest.raises(ValueError, match=f"cannot decode image {victim}") as refused:
         convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1, on_corrupt="abort")
     assert not (tmp_path / "a.beton").exists() and not (tmp_path / "a.json").exists()
+    # the fix it names is a flag the CLI accepts
+    assert "--on-corrupt skip" in str(refused.value)
+    args = build_parser().parse_args(["folder", "SRC", "OUT.beton", "--on-corrupt", "skip"])
+    assert args.on_corrupt == "skip"
 
 
 _SLOW_CONVERSION = """
