@@ -7,7 +7,7 @@ import numpy as np
 
 from datamodules.base import BetonDataModule, distributed_context, loader_device
 from datamodules.ffcv_loaders import eval_loader, train_loader
-from datamodules.ood import CleanSet, OODSuite
+from datamodules.ood import CHECKED_STAGES, CleanSet, OODSuite
 from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines
 from lightning_modules import hyperrule
 
@@ -18,13 +18,16 @@ class DownstreamDataModule(BetonDataModule):
     Args:
         train_beton / val_beton: betons of the downstream train and val folders (same classes).
         batch_size: per-device training batch (HyperRule: 512 global).
+        verify_sha256: hash both betons at start-up and refuse one whose bytes differ from its
+            manifest's sha256 (a full read; the size is always checked).
         global_batch / max_device_batch: a fixed global batch instead; the per-device batch and
             gradient accumulation follow from devices x nodes (see ``BetonDataModule``).
         resize / crop: BiT train transform (squash to ``resize``, random ``crop``); eval squashes
             to ``crop``. ``None``: from the HyperRule by median image area and ``resolution_variant``
             ("paper": 448/384, "code": 512/480; images under 96x96 → 160/128).
         ood_root: folder holding the benchmark releases as they unpack.
-        benchmarks: registry names to evaluate at the end of a run (``imagenet_a``, ...).
+        benchmarks: registry names to evaluate at the end of a run (``imagenet_a``, ...); their
+            releases are scanned in ``setup``, so a bad one stops the run before it trains.
         benchmark_options: per-benchmark constructor options, e.g. ``{imagenet_a: {restrict: false}}``.
         ood_cache: where benchmark betons are cached (default ``<ood_root>/.betons``).
     """
@@ -47,8 +50,9 @@ class DownstreamDataModule(BetonDataModule):
         os_cache: bool = True,
         global_batch: int | None = None,
         max_device_batch: int | None = None,
+        verify_sha256: bool = False,
     ):
-        super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch)
+        super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch, verify_sha256)
         self.save_hyperparameters()
         self.train_beton, self.val_beton = Path(train_beton), Path(val_beton)
         self.manifest = self._manifest(self.train_beton)
@@ -66,6 +70,19 @@ class DownstreamDataModule(BetonDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_list)
+
+    def setup(self, stage: str) -> None:
+        """Scan the configured OOD releases, then split the global batch (``BetonDataModule``).
+
+        For ``fit`` and ``test`` (the runs that end in an OOD evaluation) every release is
+        scanned now, before the first training step: a missing, misplaced or partial one
+        raises ``InputError`` (``OODSuite.check``) instead of failing after hours of training.
+        The scan reads files only, so every DDP rank scans without communicating; the index
+        is kept for the evaluation at the end.
+        """
+        if self.ood is not None and stage in CHECKED_STAGES:
+            self.ood.check()  # first: a refused run changes nothing, not even the trainer's accumulation
+        super().setup(stage)
 
     def _median_area(self) -> float:
         from ffcv.reader import Reader

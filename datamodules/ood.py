@@ -3,6 +3,11 @@
 Each configured benchmark is read from its release folder as it unpacks (see
 ``datamodules/benchmarks/``), converted once to a beton under the cache folder (with the
 per-image metadata its scoring needs), and served as sharded sequential loaders.
+
+The releases are scanned (layout, metadata, counts; no image is decoded) when a run
+starts, in the DataModules' ``setup``, so a release in the wrong place or a partial
+download is refused with one ``InputError`` line before any training step; the index is
+kept and the conversion at the end of the run reuses it.
 """
 from __future__ import annotations
 
@@ -15,9 +20,16 @@ import numpy as np
 
 from datamodules.base import distributed_context, loader_device
 from datamodules.beton import BetonSettings, write_beton
-from datamodules.benchmarks import get_benchmark
+from datamodules.benchmarks import Benchmark, BenchmarkIndex, get_benchmark
+from datamodules.benchmarks.base import list_dirs
+from datamodules.errors import InputError
 from datamodules.ffcv_loaders import eval_loader
 from datamodules.pipelines import eval_pipelines
+
+LAYOUTS_DOC = "docs/benchmarks-layouts.md"
+# The stages whose run ends in an OOD evaluation (callbacks.ood_evaluation: on_fit_end, on_test_end):
+# setup scans the releases for these, so a broken release stops the run before compute is spent.
+CHECKED_STAGES = ("fit", "test")
 
 
 @dataclass
@@ -40,6 +52,11 @@ class EvaluationSet:
 class OODSuite:
     """The configured benchmarks of one run, bound to the model's class list.
 
+    ``check()`` scans every release (file reads only: no collective, so every DDP rank may
+    call it) and refuses a missing, misplaced or partial one with one ``InputError`` line
+    naming the benchmark, the folder, what is wrong and the fix. Each release is scanned
+    once per suite; ``prepare`` and ``evaluation_sets`` reuse the index.
+
     Args:
         root: folder holding the releases; benchmark ``b`` is read from ``root/<b.release_folder>``.
         names: registry names, evaluated in this order.
@@ -52,28 +69,66 @@ class OODSuite:
     def __init__(self, root: str | Path | None, names: list[str], class_list: list[str], resolution: int,
                  options: dict[str, dict] | None = None, cache: str | Path | None = None):
         if root is None:
-            raise ValueError("benchmarks are configured but data.ood_root is not set; point it at the folder holding the releases")
+            raise InputError("benchmarks are configured but data.ood_root is not set; point it at the folder holding the releases")
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"OOD root {self.root} does not exist; download the benchmarks there (or run `make quickstart` for the generated ones)")
+            raise InputError(f"OOD root {self.root} (data.ood_root) does not exist; download the benchmarks there (or run `make quickstart` for the generated ones)")
         options = options or {}
         unknown = sorted(set(options) - set(names))
         if unknown:
-            raise ValueError(f"benchmark_options given for {unknown}, which are not in benchmarks={names}")
-        self.benchmarks = {name: get_benchmark(name, **options.get(name, {})) for name in names}
+            raise InputError(f"benchmark_options given for {unknown}, which are not in benchmarks={names}")
+        self.benchmarks = {name: _build_benchmark(name, options.get(name, {})) for name in names}
         self.class_list = list(class_list)
         self.resolution = resolution
         self.cache = Path(cache) if cache is not None else self.root / ".betons"
+        self._indexes: dict[str, BenchmarkIndex] = {}
         self._prepared: dict[str, tuple] = {}
 
     def release_path(self, name: str) -> Path:
         return self.root / self.benchmarks[name].release_folder
 
+    def check(self) -> None:
+        """Scan every release not scanned yet; raise one ``InputError`` if any is refused.
+
+        The message is the first refusal, followed by the names of the other refused
+        benchmarks, so one start-up reports every release that needs fixing.
+        """
+        refusals = []
+        for name in self.benchmarks:
+            try:
+                self.scan(name)
+            except InputError as err:
+                refusals.append((name, err))
+        if refusals:
+            first = refusals[0][1]
+            others = ", ".join(name for name, _ in refusals[1:])
+            raise InputError(f"{first} (also refused: {others})" if others else str(first)) from first
+
+    def scan(self, name: str) -> BenchmarkIndex:
+        """The release's index (layout, metadata and counts read; no image decoded), once per suite.
+
+        Raises ``InputError``: one line naming the benchmark and the folder, saying what is
+        wrong (missing, unpacked a level too deep or too shallow, partial, malformed
+        metadata) and how to fix it.
+        """
+        if name not in self._indexes:
+            self._indexes[name] = self._scan(name)
+        return self._indexes[name]
+
+    def _scan(self, name: str) -> BenchmarkIndex:
+        bench, path = self.benchmarks[name], self.release_path(name)
+        try:
+            return bench.scan(path, self.class_list)
+        except (ValueError, OSError, KeyError, IndexError, TypeError) as err:
+            # A misplaced release also fails inside scan, with a message about its symptom
+            # ("found 0 images", "metadata file missing"): name the cause instead when there is one.
+            raise InputError(misplaced_release(self.root, bench) or _refusal(bench, path, err)) from err
+
     def prepare(self, name: str) -> tuple[Any, Path]:
-        """Scan the release and convert it to a beton once per process (and once on disk)."""
+        """The scanned index and its beton, converted once per process (and once on disk)."""
         if name not in self._prepared:
             bench = self.benchmarks[name]
-            index = bench.scan(self.release_path(name), self.class_list)
+            index = self.scan(name)
             beton = self.cache / f"{name}.beton"
             write_beton(beton, index.paths, index.labels, classes=[], settings=BetonSettings(max_resolution=max(256, self.resolution)),
                         source=str(self.release_path(name).resolve()), meta=index.meta, preprocess=bench.preprocess,
@@ -94,6 +149,68 @@ class OODSuite:
                                  num_workers=num_workers, rank=rank, world_size=world_size)
             sets.append(EvaluationSet(name, bench, index, loader, len(rows), bench.describe()))
         return sets
+
+
+def _build_benchmark(name: str, options: dict) -> Benchmark:
+    """``get_benchmark`` with a bad name or option refused as an ``InputError`` (a config mistake)."""
+    try:
+        return get_benchmark(name, **options)
+    except ValueError as err:  # an unknown name or a bad option value: the message names both
+        raise InputError(_one_line(err)) from err
+    except TypeError as err:  # an option the benchmark does not take
+        raise InputError(f"{name}: benchmark_options {options} are not all options of this benchmark ({_one_line(err)})") from err
+
+
+def misplaced_release(root: Path, bench: Benchmark) -> str | None:
+    """Why ``root/<bench.release_folder>`` does not hold the release, or None if it looks like it does.
+
+    Reads directory entries only. Recognises a missing folder, a release unpacked one level
+    too deep (the folder holds one sub-folder that looks like the release) or too shallow
+    (an ancestor of the folder, or the folder's trailing part directly under ``root``,
+    looks like the release), and a folder holding something else. A release that looks
+    right (even a partial one) is None: ``scan``'s own message then says what is missing.
+    """
+    path = root / bench.release_folder
+    expected = f"expected {path}/{bench.layout}; see {LAYOUTS_DOC}"
+    if path.exists() and not path.is_dir():
+        return f"{bench.name}: {path} is a file, not the release folder; unpack the release there ({expected})"
+    if path.is_dir():
+        if bench.looks_like_release(path):
+            return None
+        inner = [d for d in list_dirs(path) if bench.looks_like_release(d)]
+        if len(inner) == 1:
+            return (f"{bench.name}: the release in {path} is unpacked one level too deep, in {inner[0]}; "
+                    f"move the contents of {inner[0]} up into {path} ({expected})")
+        return f"{bench.name}: {path} does not hold the {bench.name} release; unpack the release there ({expected})"
+    for shallow in _shallower(root, bench.release_folder):
+        if bench.looks_like_release(shallow):
+            move = f"move {shallow} to {path}" if shallow.name == path.name else f"move the release's files from {shallow} into {path}"
+            return (f"{bench.name}: release folder {path} does not exist, but {shallow} holds the release "
+                    f"(unpacked too shallow); {move} ({expected})")
+    return f"{bench.name}: release folder {path} does not exist; download the release and unpack it there ({expected})"
+
+
+def _shallower(root: Path, release_folder: str) -> list[Path]:
+    """Where a release unpacked too shallow lands: the ancestors of its folder up to ``root``
+    (a/b → a, root) and its trailing parts directly under ``root`` (a/b → root/b)."""
+    parts = Path(release_folder).parts
+    ancestors = [root.joinpath(*parts[:i]) for i in range(len(parts) - 1, -1, -1)]
+    trailing = [root.joinpath(*parts[i:]) for i in range(1, len(parts))]
+    return trailing + ancestors
+
+
+def _refusal(bench: Benchmark, path: Path, err: BaseException) -> str:
+    """One line from a scan's exception: the benchmark's own message when it wrote one
+    (they start with the benchmark's name), else the exception with the folder and a hint."""
+    message = _one_line(err)
+    if isinstance(err, (ValueError, OSError)) and message.startswith(f"{bench.name}:"):
+        return message
+    return (f"{bench.name}: could not read the release in {path} ({type(err).__name__}: {message}); "
+            f"is it an intact copy of the release? re-download it ({LAYOUTS_DOC})")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).splitlines()).strip()
 
 
 @dataclass
@@ -133,6 +250,13 @@ class OODDataModule(L.LightningDataModule):
 
     # the CLI links data.num_train_examples into every model; there is no training set here
     num_train_examples = None
+
+    def setup(self, stage: str) -> None:
+        """Scan every configured release before the run evaluates anything (``OODSuite.check``):
+        a missing, misplaced or partial one raises ``InputError``. File reads only: every
+        DDP rank scans, none waits for another."""
+        if stage in CHECKED_STAGES:
+            self.ood.check()
 
     @property
     def num_classes(self) -> int:

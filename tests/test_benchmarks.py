@@ -327,6 +327,13 @@ def test_ytbb_review_annotations_and_pm_sets(tmp_path):
     index = bench.scan(root, classes)
     res, correct, _ = _run(bench, index, logits)
     assert correct.tolist() == [False, True, True] and res["ytbb"] == 1.0 and res["ytbb_w"] == 1.0
+    # metadata without the fields the loader reads: one line naming the file, not a bare KeyError
+    (meta / "ytbb_robustness_test_anchors_full.csv").write_text("ytid,time_ms\nabcdefghijk,15000\n")
+    with pytest.raises(ValueError, match=r"ytbb_robust: metadata file .*ytbb_robustness_test_anchors_full\.csv lacks 'label'"):
+        bench.scan(root, classes)
+    _dump(meta / "pmk_labels.json", {"labels": ["similar"]})
+    with pytest.raises(ValueError, match=r"ytbb_robust: metadata file .*pmk_labels\.json lacks 'annotations'"):
+        bench.scan(root, classes)
 
 
 # ---------------------------------------------------------------- ImageNet-C

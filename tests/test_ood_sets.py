@@ -70,6 +70,17 @@ def test_every_benchmark_reads_the_generated_layout(suite, name):
         assert 0.0 <= results[key] <= 1.0
 
 
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_each_release_is_recognised_by_its_own_landmarks_only(suite, name):
+    """``looks_like_release`` explains a misplaced release: it must not take another
+    benchmark's release, or the folder above, for this one."""
+    _, _, paths = suite
+    bench = get_benchmark(name)
+    assert bench.looks_like_release(paths[name])
+    assert not [other for other, path in paths.items() if other != name and bench.looks_like_release(path)]
+    assert not bench.looks_like_release(paths[name].parent)  # the OOD root, or the video tarball's top folder
+
+
 def test_smaller_model_excludes_and_counts(suite):
     _, _, paths = suite
     index = get_benchmark("imagenet_v2", expected_size=8).scan(paths["imagenet_v2"], WNIDS[:3])

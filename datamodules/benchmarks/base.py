@@ -112,12 +112,22 @@ def require_file(path: Path, benchmark: str) -> Path:
     return path
 
 
+def require_keys(obj: Any, keys: Sequence[str], path: Path, benchmark: str) -> None:
+    """Refuse a metadata object (JSON dict, CSV header) that lacks ``keys``, naming the file;
+    a bare ``KeyError`` deep in a scan names neither the file nor the benchmark."""
+    missing = [k for k in keys if not (isinstance(obj, (dict, list, tuple)) and k in obj)]
+    if missing:
+        raise ValueError(f"{benchmark}: metadata file {path} lacks {', '.join(map(repr, missing))}; "
+                         f"is it the release's file, intact? (re-download it)")
+
+
 class Benchmark(abc.ABC):
     """Base class of every OOD benchmark (see the module docstring for the call order).
 
-    Subclasses set ``name`` (registry name), ``result_keys`` and ``release_folder`` (the
-    release's top folder relative to the OOD root, as it unpacks) and implement
-    ``_scan``, ``outcomes`` and ``summarize``.
+    Subclasses set ``name`` (registry name), ``result_keys``, ``release_folder`` (the
+    release's top folder relative to the OOD root, as it unpacks), ``layout`` (what lies
+    directly inside it, for messages) and ``landmarks`` (see ``looks_like_release``) and
+    implement ``_scan``, ``outcomes`` and ``summarize``.
 
     Args:
         strict: refuse an incomplete release with a one-line ``ValueError`` (default);
@@ -129,6 +139,8 @@ class Benchmark(abc.ABC):
     name: ClassVar[str]
     result_keys: ClassVar[tuple[str, ...]]
     release_folder: str
+    layout: ClassVar[str]  # e.g. "<wnid>/*.jpg": what a message says belongs inside release_folder
+    landmarks: ClassVar[tuple[str, ...]]  # glob patterns relative to the release folder (see looks_like_release)
 
     def __init__(self, *, strict: bool = True, expected_size: int | None = None):
         if expected_size is not None and int(expected_size) < 0:
@@ -158,6 +170,16 @@ class Benchmark(abc.ABC):
         if len(index) == 0:
             raise ValueError(f"{self.name}: no image under {root} belongs to a class the model has ({len(self.class_list)} classes); nothing to evaluate")
         return index
+
+    def looks_like_release(self, folder: str | Path) -> bool:
+        """Whether ``folder`` holds this release's top level: any of ``landmarks`` matches.
+
+        Reads a few directory entries, never the images. Used to explain a refusal (a
+        release unpacked one level too deep or too shallow), never to accept a release:
+        only ``scan`` decides that. A partial download still looks like the release.
+        """
+        folder = Path(folder)
+        return folder.is_dir() and any(next(folder.glob(pattern), None) is not None for pattern in self.landmarks)
 
     def bind(self, class_list: Sequence[str]) -> None:
         """Store the model's class list (wnids in output order). Called by ``scan``."""

@@ -38,6 +38,8 @@ class ImageNetA(SingleLabelBenchmark):
     result_key = "imagenet_a"
     result_keys = ("imagenet_a",)
     release_folder = "imagenet-a"
+    layout = "<wnid>/*.jpg"
+    landmarks = ("n[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]/",)
 
     def __init__(self, *, restrict: bool = True, strict: bool = True, expected_size: int | None = None):
         super().__init__(strict=strict, expected_size=expected_size)

@@ -63,6 +63,8 @@ class ImageNetC(SingleLabelBenchmark):
     result_key = "imagenet_c"
     result_keys = ("imagenet_c",)
     release_folder = "imagenet-c"
+    layout = "<corruption>/<severity 1..5>/<wnid>/*.JPEG"
+    landmarks = tuple(f"{c}/" for c in IMAGENET_C_CORRUPTIONS)
 
     def __init__(self, *, corruptions: Sequence[str] = IMAGENET_C_CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
                  clean_error: float | None = None, alexnet_errors: Mapping[str, float] | None = None,

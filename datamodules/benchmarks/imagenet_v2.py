@@ -40,6 +40,8 @@ class ImageNetV2(SingleLabelBenchmark):
     name = "imagenet_v2"
     result_key = "imagenet_v2"
     result_keys = ("imagenet_v2",)
+    layout = "<class index 0..999>/*.jpeg"
+    landmarks = ("[0-9]/", "[0-9][0-9]/", "[0-9][0-9][0-9]/")
 
     def __init__(self, *, variant: str = "matched-frequency", strict: bool = True, expected_size: int | None = None):
         super().__init__(strict=strict, expected_size=expected_size)

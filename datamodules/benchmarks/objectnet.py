@@ -84,6 +84,8 @@ class ObjectNet(Benchmark):
     name = "objectnet"
     result_keys = ("objectnet",)
     release_folder = "objectnet-1.0"
+    layout = "images/<folder>/*.png and mappings/*.json"
+    landmarks = ("mappings/*.json", "images/*/*.png")
 
     def __init__(self, *, border_px: int = 2, strict: bool = True, expected_size: int | None = None):
         super().__init__(strict=strict, expected_size=expected_size)

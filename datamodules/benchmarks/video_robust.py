@@ -42,7 +42,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from datamodules.benchmarks.base import Benchmark, BenchmarkIndex, _check_lengths, read_json, require_file
+from datamodules.benchmarks.base import Benchmark, BenchmarkIndex, _check_lengths, read_json, require_file, require_keys
 from datamodules.benchmarks.class_lists import imagenet1k_wnids
 
 AGGREGATES = ("max", "sum")
@@ -217,6 +217,8 @@ class ImageNetVidRobust(_PmSetBenchmark):
     key = "imagenet_vid"
     result_keys = ("imagenet_vid", "imagenet_vid_w")
     release_folder = "imagenet_vid_ytbb_robust/imagenet-vid-robust"
+    layout = "val/ILSVRC2015_val_<snippet>/*.JPEG and metadata/{labels,pmsets}.json"
+    landmarks = ("metadata/labels.json", "metadata/pmsets.json", "val/ILSVRC2015_val_*/")
     expected_anchors = 1109
     expected_frames = 22_179
 
@@ -293,6 +295,8 @@ class YTBBRobust(_PmSetBenchmark):
     key = "ytbb"
     result_keys = ("ytbb", "ytbb_w")
     release_folder = "imagenet_vid_ytbb_robust/ytbb-robust"
+    layout = "ytbb_videos/<youtube id>_<ms>/frame-<i>.jpg and metadata/"
+    landmarks = ("ytbb_videos/", "metadata/anchor_labels.json", "metadata/pmk_labels.json")
 
     def __init__(self, *, pm_k: int = 10, aggregate: str = "max", unmapped: str = "exclude", strict: bool = True,
                  expected_size: int | None = None):
@@ -309,6 +313,8 @@ class YTBBRobust(_PmSetBenchmark):
         meta = root / "metadata"
         anchors_file = read_json(meta / "anchor_labels.json", self.name)
         pmk_file = read_json(meta / "pmk_labels.json", self.name)
+        for name, obj in (("anchor_labels.json", anchors_file), ("pmk_labels.json", pmk_file)):
+            require_keys(obj, ("labels", "annotations"), meta / name, self.name)
         class_index = {int(k): v for k, v in read_json(meta / "ytbb_class_index.json", self.name).items()}
         rev_map = read_json(meta / "rev_class_idx_map.json", self.name)
         csv_path = require_file(meta / "ytbb_robustness_test_anchors_full.csv", self.name)
@@ -332,7 +338,9 @@ class YTBBRobust(_PmSetBenchmark):
                 valid_pairs[a_key].add(n_key)
         initial = {}
         with open(csv_path, newline="") as f:
-            for row in csv.DictReader(f):
+            reader = csv.DictReader(f)
+            require_keys(reader.fieldnames or [], ("ytid", "time_ms", "label"), csv_path, self.name)
+            for row in reader:
                 label = int(row["label"])
                 # The CSV uses YT-BB's class ids, where 22 and 23 are the other way round
                 # from ytbb_class_index.json; the testbed swaps them, so do we.
