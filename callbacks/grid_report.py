@@ -42,14 +42,18 @@ class GridReport(Callback):
     `study.report.rebuild_report`), and logs them to the trainer's TensorBoard logger (see
     `log_report`: Images tab ``grid/<figure>``, Text tab ``grid/<figure>/table``,
     ``grid/csv``, ``grid/notes``). ``model_order`` (smallest first) orders the bottom panels
-    when the results carry no parameter count. Runs on rank zero only and performs no
-    collective call: it reads and writes files.
+    when the results carry no parameter count. ``fallback_reference``: build a top panel whose
+    reference cell has no result against the next cell with one (named in the figure, the CSV
+    and the notes) instead of leaving it empty (`study.grid.build_grid`). Runs on rank zero
+    only and performs no collective call: it reads and writes files.
     """
 
-    def __init__(self, results_dir: str = "runs/results", out_dir: str = "runs/grid", model_order: list[str] | None = None):
+    def __init__(self, results_dir: str = "runs/results", out_dir: str = "runs/grid", model_order: list[str] | None = None,
+                 fallback_reference: bool = False):
         self.results_dir = Path(results_dir)
         self.out_dir = Path(out_dir)
         self.model_order = model_order
+        self.fallback_reference = fallback_reference
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.rebuild(trainer)
@@ -61,7 +65,8 @@ class GridReport(Callback):
         if not trainer.is_global_zero or not self.results_dir.is_dir():
             return None
         try:
-            report = rebuild_report(self.results_dir, self.out_dir, model_order=self.model_order, log_messages=False)
+            report = rebuild_report(self.results_dir, self.out_dir, model_order=self.model_order,
+                                    fallback_reference=self.fallback_reference, log_messages=False)
         except NoResultsError as err:  # e.g. a run that is not a study cell: nothing to draw yet
             rank_zero_info(f"grid: {err}")
             return None

@@ -6,10 +6,14 @@
              cells are skipped, so running it again resumes the study. Exit 1 if a cell failed.
 - ``slurm``  write ``<runs_dir>/slurm/<name>.sbatch``, an array job with one task per cell to
              run, and print the ``sbatch`` line (nothing is submitted).
-- ``report`` rebuild ``<runs_dir>/grid`` from the result files (see ``python -m study.report``).
+- ``report`` rebuild ``<runs_dir>/grid`` from the result files (see ``python -m study.report``;
+             ``--fallback-reference`` as there).
 - ``cell``   run one named cell in this process: what each SLURM array task runs.
 
-Paths in the study file are relative to the repository root: run from there.
+Paths in the study file are relative to the repository root: run from there. Loading the study
+checks it, the benchmark list against the stacked benchmark options included; ``run``, ``slurm``
+and ``cell`` also require every stacked config to exist (`StudyDefinition.check_runnable`). A
+refusal is one ``error:`` line on stderr, exit 2, before any cell runs.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ def _list(study: StudyDefinition, args) -> int:
 def _run(study: StudyDefinition, args) -> int:
     from study.runner import run_study
 
+    study.check_runnable()  # a missing or disagreeing config is refused here, not in every cell
     failures = run_study(study, retry_failed=args.retry_failed, workers=args.workers)
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
@@ -52,6 +57,7 @@ def _slurm(study: StudyDefinition, args) -> int:
     from study.runner import plan
     from study.slurm import write_slurm_scripts
 
+    study.check_runnable()  # the tasks would run on the cluster with these configs
     cells, notes, done = plan(study, args.retry_failed)
     for note in notes:
         print(note, file=sys.stderr)
@@ -70,7 +76,8 @@ def _slurm(study: StudyDefinition, args) -> int:
 def _report(study: StudyDefinition, args) -> int:
     from study import report
 
-    return report.main([str(study.results_dir), "--out", str(study.grid_dir), "--model-order", ",".join(study.models)])
+    fallback = ["--fallback-reference"] if getattr(args, "fallback_reference", False) else []
+    return report.main([str(study.results_dir), "--out", str(study.grid_dir), "--model-order", ",".join(study.models), *fallback])
 
 
 def _cell(study: StudyDefinition, args) -> int:
@@ -82,6 +89,7 @@ def _cell(study: StudyDefinition, args) -> int:
     if cell_status(CellPaths(Path(study.runs_dir), cell.name)).state == DONE:
         print(f"{cell.name}: already done, nothing to run")
         return 0
+    study.check_runnable()
     error = attempt(study, cell)
     if error is not None:
         print(f"{cell.name}: FAILED ({error}); log: {CellPaths(Path(study.runs_dir), cell.name).log}", file=sys.stderr)
@@ -113,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("name", metavar="CELL", help="cell name as `list` prints it")
         if name in ("run", "slurm"):
             s.add_argument("--retry-failed", action="store_true", help="also run cells that failed before")
+        if name == "report":
+            s.add_argument("--fallback-reference", action="store_true",
+                           help="build a top panel whose reference cell has no result against the next cell with one "
+                                "(named in the output); default: leave the panel empty, with a note")
         if name == "run":
             s.add_argument("--workers", type=_positive, default=None,
                            help="cells at a time (default: the study's `workers`; 1 runs them one after another, in this process)")

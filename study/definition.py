@@ -3,7 +3,10 @@
 The file format is documented in docs/study.md; `configs/miniature/study.yaml` is the
 miniature example and `configs/bit/study.yaml` the paper's grid. Loading validates every
 value and refuses a bad one with a one-line `StudyConfigError` naming the file, the key and
-the fix, before anything is run.
+the fix, before anything is run: that includes the agreement of the benchmark list and the
+benchmark options of the stacked downstream configs (`check_benchmarks`); `check_runnable` adds
+what only matters once cells run (every stacked config, a generated one included, exists; the
+benchmark registry accepts every name and option).
 """
 from __future__ import annotations
 
@@ -145,6 +148,37 @@ class StudyDefinition:
             raise StudyConfigError(f"{where}: workers must be a positive integer, got {self.workers!r}")
         self._validate_overrides(where)
         self._validate_slurm(where)
+        self.check_benchmarks(require_files=False)
+
+    def check_benchmarks(self, *, require_files: bool = False) -> None:
+        """Refuse a study whose fine-tuning could not build its OOD suite because the stacked
+        downstream configs' benchmark options name a benchmark the run does not evaluate
+        (study/overrides.py `check_benchmarks`). Run when the study is loaded, skipping a stack
+        whose extra config does not exist yet; pure file reads (no torch)."""
+        from study.overrides import check_benchmarks  # study.overrides imports this module
+
+        check_benchmarks(self, require_files=require_files)
+
+    def check_runnable(self) -> None:
+        """What `run`, `slurm` and `cell` check before any cell runs: every stacked config
+        exists (a generated one, such as ood_options.yaml, included); the benchmark check passes
+        with all of them, the downstream stage evaluates at least one benchmark, and every name
+        and option is accepted by the benchmark registry (checked in a child process, ~2 s, so
+        this process never imports torch); each model's stages can serve a study
+        (`study.overrides.stage_overrides`: the upstream checkpoint is kept, the result file is
+        written). `StudyConfigError` (one line) otherwise."""
+        from study.overrides import check_registry, stage_overrides
+
+        self.check_benchmarks(require_files=True)
+        for model in self.models:
+            for resolution in self.resolution_values:
+                cell = Cell(model, self.data_sizes[0], self.steps[0], self.seeds[0], resolution)
+                for stage in STAGES:
+                    try:
+                        stage_overrides(self, cell, stage)
+                    except StudyConfigError as err:
+                        raise StudyConfigError(f"study config {self.source}: {err}") from None
+        check_registry(self)
 
     def _validate_overrides(self, where: str) -> None:
         if not isinstance(self.model_overrides, dict) or set(self.model_overrides) - set(self.models):

@@ -5,11 +5,19 @@ spec's §1::
 
     reduction(cell) = 100 * (err_ref - err_cell) / err_ref        # percent
 
-- ``top`` panel, per model and benchmark: ``err_ref`` is that model's error at its fewest
-  steps AND smallest data size (both minima over that model's records); the reference
-  cell reads 0.0, and cells can be negative (longer training on little data can hurt).
+- ``top`` panel, per model and benchmark: ``err_ref`` is that model's error at the grid's
+  reference cell, the fewest steps AND the smallest data size of the grid's axes (the union
+  over every record, all models). The reference cell reads 0.0, and cells can be negative
+  (longer training on little data can hurt). When that cell has no result the panel is
+  refused (no values, a note naming the cell) unless ``fallback_reference`` is asked for:
+  then the next cell with a result in (steps, data size) order is the reference, and the
+  note, the CSV (``ref_steps``, ``ref_data_size``), the figure and the report name it. A
+  reference is never chosen silently: silently taking the next row would make a panel read as
+  "relative to the smallest budget" when it is relative to another one.
 - ``bottom`` panel, per benchmark and (steps, data_size) cell: ``err_ref`` is the smaller
-  model's error and ``err_cell`` the larger model's, model column ``"A->B"``.
+  model's error and ``err_cell`` the larger model's at the same cell, model column
+  ``"A->B"``. Each cell is its own reference, so a bottom panel cannot lack one: a cell
+  missing for either model is just a missing cell (listed, no row).
 - A study with a ``resolution`` axis (records carrying ``resolution``) gets both kinds of
   panel once per resolution value: references, pairs and cells never mix resolutions.
 
@@ -35,6 +43,9 @@ CSV_COLUMNS: tuple[str, ...] = ("panel", "model", "benchmark", "steps", "data_si
 # Appended to the CSV only when the records have a resolution axis, so the header of a plain
 # study stays the documented six columns.
 RESOLUTION_COLUMN = "resolution"
+# Appended (after `resolution`) only when a top panel uses a fallback reference: then every row
+# names the cell its reduction is relative to (a bottom row: the same cell, of the smaller model).
+REFERENCE_COLUMNS: tuple[str, ...] = ("ref_steps", "ref_data_size")
 PANELS: tuple[str, ...] = ("top", "bottom")
 
 
@@ -72,6 +83,8 @@ class GridRow:
 
     `n_ref` / `n_cell`: how many records were averaged into the reference / the cell.
     `resolution`: the resolution-axis value of the panel (None without that axis).
+    `ref_steps` / `ref_data_size`: the cell whose error is ``err_ref`` (top: the panel's
+    reference; bottom: this same cell, of the smaller model).
     """
 
     panel: str
@@ -83,6 +96,8 @@ class GridRow:
     n_ref: int = 1
     n_cell: int = 1
     resolution: int | None = None
+    ref_steps: int | None = None
+    ref_data_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,8 +137,15 @@ class GridResult:
     - `steps`, `data_sizes`: the grid axes, ascending, the union over all records and models.
     - `resolutions`: values of the resolution axis, ascending; ``[None]`` without one.
     - `cells`: ``(model, steps, data_size, benchmark, resolution) -> CellError``.
-    - `references`: ``(model, benchmark, resolution) -> (steps, data_size)`` of each top-panel
-      reference that exists.
+    - `reference_cell`: ``(steps, data_size)``, the fewest steps and smallest data size of the
+      axes: every top panel's reference (None for an empty grid).
+    - `references`: ``(model, benchmark, resolution) -> (steps, data_size)`` of the reference
+      each top panel with values is built against: `reference_cell`, or with
+      `fallback_reference` the next cell with a result (see `fallbacks`).
+    - `refused`: ``(model, benchmark, resolution) -> reference_cell`` of each top panel left
+      without values because that cell has no result (and no fallback was asked for, or no
+      cell has a result).
+    - `fallback_reference`: whether a missing reference may be replaced (the option given).
     """
 
     rows: list[GridRow] = field(default_factory=list)
@@ -137,6 +159,14 @@ class GridResult:
     resolutions: list[int | None] = field(default_factory=lambda: [None])
     cells: dict[tuple[str, int, int, str, int | None], CellError] = field(default_factory=dict)
     references: dict[tuple[str, str, int | None], tuple[int, int]] = field(default_factory=dict)
+    reference_cell: tuple[int, int] | None = None
+    refused: dict[tuple[str, str, int | None], tuple[int, int]] = field(default_factory=dict)
+    fallback_reference: bool = False
+
+    def fallbacks(self) -> dict[tuple[str, str, int | None], tuple[int, int]]:
+        """``(model, benchmark, resolution) -> (steps, data_size)`` of the top panels built
+        against a fallback reference (a cell other than `reference_cell`)."""
+        return {k: ref for k, ref in self.references.items() if ref != self.reference_cell}
 
     @property
     def has_resolution(self) -> bool:
@@ -255,18 +285,23 @@ def build_grid(
     *,
     model_order: Sequence[str] | None = None,
     benchmarks: Sequence[str] = BENCHMARKS,
+    fallback_reference: bool = False,
 ) -> GridResult:
     """Top and bottom Figure-3 panels from result records (as returned by `read_results`).
 
     Only keys in `benchmarks` (default: the eight Figure-3 keys) are used; other error keys
     are ignored. Records failing `validate_record` are skipped with a message. Axes are the
     union of steps and of data sizes over all records; a cell of that full grid without a
-    value is listed in `GridResult.missing` and has no row. A top panel whose reference cell
-    is missing gets a message and no rows (never an exception). With more than two models,
+    value is listed in `GridResult.missing` and has no row. Every top panel's reference is
+    the axes' fewest-steps, smallest-size cell; a panel whose reference has no result gets a
+    message and no rows (never an exception) or, with `fallback_reference`, is built against
+    the next cell with a result in (steps, data_size) order, named in a message, in
+    `GridResult.references` / `fallbacks()` and in every row's ``ref_steps``/``ref_data_size``.
+    With more than two models,
     bottom panels compare each consecutive pair in size order (see `order_models`). Records
     with a ``resolution`` get their own panels per resolution value.
     """
-    grid = GridResult()
+    grid = GridResult(fallback_reference=fallback_reference)
     valid = []
     for r in records:
         try:
@@ -285,6 +320,7 @@ def build_grid(
     grid.pairs = list(zip(grid.models[:-1], grid.models[1:]))
     grid.steps = sorted({r["steps"] for r in valid})
     grid.data_sizes = sorted({r["data_size"] for r in valid})
+    grid.reference_cell = (grid.steps[0], grid.data_sizes[0])
     grid.resolutions = _resolution_order(r.get("resolution") for r in valid)
     present = {b for r in valid for b in r["errors"]}
     grid.benchmarks = [b for b in benchmarks if b in present]
@@ -310,23 +346,47 @@ def _axes(grid: GridResult) -> list[tuple[int, int]]:
     return [(s, d) for s in grid.steps for d in grid.data_sizes]
 
 
+def choose_reference(expected: tuple[int, int], present: Iterable[tuple[int, int]],
+                     fallback: bool) -> tuple[int, int] | None:
+    """The reference cell of a top panel: `expected` (the axes' fewest steps, smallest size) when
+    it is among the `present` (steps, data_size) cells; else, if `fallback`, the first present cell
+    in (steps, data_size) order (fewest steps first, then smallest size); else None (refused)."""
+    present = set(present)
+    if expected in present:
+        return expected
+    if fallback and present:
+        return min(present)
+    return None
+
+
+def _cell_text(cell: tuple[int, int]) -> str:
+    return f"(steps={cell[0]}, data_size={cell[1]})"
+
+
 def _top_panels(grid: GridResult, records: list[dict], res: int | None) -> None:
     """Rows, references, missing cells and messages of every top panel at resolution `res`."""
-    cells, at = grid.cells, at_resolution(res)
+    cells, at, expected = grid.cells, at_resolution(res), grid.reference_cell
     for m in grid.models:
-        mine = [r for r in records if r["model"] == m]
-        ref = (min(r["steps"] for r in mine), min(r["data_size"] for r in mine)) if mine else None
+        has_records = any(r["model"] == m for r in records)
         for b in grid.benchmarks:
-            ref_cell = cells.get((m, ref[0], ref[1], b, res)) if ref else None
-            if ref is None:
-                grid.messages.append(f"top panel for model {m}{at}, benchmark {b}: no result at all; no top-panel values for it")
-            elif ref_cell is None:
-                grid.messages.append(
-                    f"top panel for model {m}{at}, benchmark {b}: reference cell "
-                    f"(steps={ref[0]}, data_size={ref[1]}) missing; no top-panel values for it"
-                )
+            present = [(s, d) for s, d in _axes(grid) if (m, s, d, b, res) in cells]
+            ref = choose_reference(expected, present, grid.fallback_reference)
+            ref_cell = cells[(m, *ref, b, res)] if ref is not None else None
+            where = f"top panel for model {m}{at}, benchmark {b}"
+            if not has_records:
+                grid.messages.append(f"{where}: no result at all; no top-panel values for it")
+            elif ref is None:
+                grid.refused[(m, b, res)] = expected
+                hint = ("run that cell, or pass --fallback-reference to build the panel against the next cell with a result"
+                        if present else f"{m} has no result for {b} in any cell")
+                grid.messages.append(f"{where}: reference cell {_cell_text(expected)} missing; no top-panel values for it ({hint})")
             else:
                 grid.references[(m, b, res)] = ref
+                if ref != expected:
+                    grid.messages.append(
+                        f"{where}: reference cell {_cell_text(expected)} missing; fallback reference "
+                        f"{_cell_text(ref)} used: this panel's reductions are relative to it"
+                    )
                 if ref_cell.mean == 0:
                     grid.messages.append(
                         f"top panel for model {m}{at}, benchmark {b}: reference error is 0, "
@@ -337,13 +397,15 @@ def _top_panels(grid: GridResult, records: list[dict], res: int | None) -> None:
                 if c is None:
                     grid.missing.append(MissingCell("top", m, b, s, d, f"no result for {m}", res))
                 elif ref_cell is not None:
-                    grid.rows.append(
-                        GridRow("top", m, b, s, d, reduction_pct(ref_cell.mean, c.mean), ref_cell.n, c.n, res)
-                    )
+                    grid.rows.append(GridRow("top", m, b, s, d, reduction_pct(ref_cell.mean, c.mean), ref_cell.n, c.n,
+                                             res, ref[0], ref[1]))
 
 
 def _bottom_panels(grid: GridResult, res: int | None) -> None:
-    """Rows, missing cells and messages of every bottom panel (consecutive model pairs) at `res`."""
+    """Rows, missing cells and messages of every bottom panel (consecutive model pairs) at `res`.
+
+    A cell's reference is the smaller model at that same cell: a cell either model lacks is
+    a missing cell (listed, no row), never a reason to compare other cells."""
     cells = grid.cells
     for a, bm in grid.pairs:
         label = pair_label(a, bm)
@@ -361,7 +423,7 @@ def _bottom_panels(grid: GridResult, res: int | None) -> None:
                         f"bottom panel {label}{at_resolution(res)}, benchmark {b}: {a} has error 0 in some "
                         f"cells, relative reductions there are undefined (nan)"
                     )
-                grid.rows.append(GridRow("bottom", label, b, s, d, reduction_pct(ca.mean, cb.mean), ca.n, cb.n, res))
+                grid.rows.append(GridRow("bottom", label, b, s, d, reduction_pct(ca.mean, cb.mean), ca.n, cb.n, res, s, d))
 
 
 def _fmt(x: float) -> str:
@@ -375,19 +437,21 @@ def grid_csv_text(grid: GridResult) -> str:
     """The CSV `write_grid_csv` writes, as a string (rows in `GridResult.rows` order)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    extra = (RESOLUTION_COLUMN,) if grid.has_resolution else ()
-    w.writerow(CSV_COLUMNS + extra)
+    with_res, with_ref = grid.has_resolution, bool(grid.fallbacks())
+    w.writerow(CSV_COLUMNS + ((RESOLUTION_COLUMN,) if with_res else ()) + (REFERENCE_COLUMNS if with_ref else ()))
     for r in grid.rows:
-        res = ("" if r.resolution is None else r.resolution,) if extra else ()
-        w.writerow([r.panel, r.model, r.benchmark, r.steps, r.data_size, _fmt(r.reduction_pct), *res])
+        res = ("" if r.resolution is None else r.resolution,) if with_res else ()
+        ref = (r.ref_steps, r.ref_data_size) if with_ref else ()
+        w.writerow([r.panel, r.model, r.benchmark, r.steps, r.data_size, _fmt(r.reduction_pct), *res, *ref])
     return buf.getvalue()
 
 
 def write_grid_csv(grid: GridResult, path: Path) -> Path:
     """Write the grid atomically as CSV and return `path`.
 
-    Header exactly ``panel,model,benchmark,steps,data_size,reduction_pct`` (plus a last column
-    ``resolution`` when the records have a resolution axis); one row per cell
+    Header exactly ``panel,model,benchmark,steps,data_size,reduction_pct`` (plus a column
+    ``resolution`` when the records have a resolution axis, then ``ref_steps,ref_data_size``
+    when a top panel uses a fallback reference); one row per cell
     with a value, in `GridResult.rows` order (deterministic, see `build_grid`); reductions in
     percent rounded to 4 decimals (``nan`` for an undefined reduction). Missing cells have no row.
     """

@@ -33,9 +33,12 @@ def _matrix(grid: GridResult, value) -> np.ndarray:
 
 
 def _heatmap(grid: GridResult, mats: dict[str, np.ndarray], present: dict[str, set], *, norm: Normalize,
-             cmap: str, dark: Callable[[float], bool], title: str, colour_label: str, notes: dict[str, str]) -> Figure:
+             cmap: str, dark: Callable[[float], bool], title: str, colour_label: str, notes: dict[str, str],
+             subtitles: dict[str, str] | None = None) -> Figure:
     """The shared drawing: `mats` per benchmark, annotated ``%.1f`` where present; `dark(norm(v))`
-    says where the colour is dark enough for white text."""
+    says where the colour is dark enough for white text; `notes` are drawn across a subplot,
+    `subtitles` added under a subplot's benchmark name."""
+    subtitles = subtitles or {}
     steps, sizes = grid.steps, grid.data_sizes
     fig, axes, side = benchmark_subplots(len(mats), (0.3 + 0.6 * len(sizes), 0.2 + 0.4 * len(steps)))
     cm = colormaps[cmap].with_extremes(bad="white")  # nan (missing) cells drawn blank
@@ -52,25 +55,33 @@ def _heatmap(grid: GridResult, mats: dict[str, np.ndarray], present: dict[str, s
                         color="white" if white else "black")
         if b in notes:
             ax.text(0.5, 0.5, notes[b], ha="center", va="center", transform=ax.transAxes, fontsize=8, color="grey")
-        ax.set_title(display_name(b), fontsize=10)
+        ax.set_title(display_name(b) + (f"\n{subtitles[b]}" if b in subtitles else ""), fontsize=10 if b not in subtitles else 8)
         ax.set_xticks(range(len(sizes)), xlabels, fontsize=8)
         ax.set_yticks(range(len(steps)), ylabels, fontsize=8)
         ax.set_xlabel("Dataset size", fontsize=8)
         ax.set_ylabel("Training steps", fontsize=8)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cm), cax=fig.add_axes(side), label=colour_label)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, wrap=True)  # wrapped at the figure's edges rather than cut
     return fig
 
 
+def _cell_label(cell: tuple[int, int]) -> str:
+    return f"{format_count(cell[0])} steps, {format_count(cell[1])} images"
+
+
 def _reduction_title(grid: GridResult, panel: str, model: str, resolution: int | None) -> str:
+    """The figure's title; a top panel's names its reference cell, and says FALLBACK when its
+    benchmarks share one fallback reference (mixed references: the subplot titles say which)."""
     at = at_resolution(resolution)
     if panel == "top":
+        expected = grid.reference_cell
         refs = {grid.references[(model, b, resolution)] for b in grid.benchmarks if (model, b, resolution) in grid.references}
-        if len(refs) == 1:
-            s, d = refs.pop()
-            ref = f"{format_count(s)} steps, {format_count(d)} images"
+        if refs == {expected} or not refs:
+            ref = _cell_label(expected) if expected else "its fewest steps and smallest data size"
+        elif len(refs) == 1:  # a second line: the figure is often narrower than the sentence
+            ref = f"\nFALLBACK {_cell_label(refs.pop())} ({_cell_label(expected)}: no result)"
         else:
-            ref = "its fewest steps and smallest data size"
+            ref = f"{_cell_label(expected)};\nFALLBACK references in the subplot titles"
         return f"{model}{at}: OOD error reduction (%) relative to {ref}"
     a, _, b = model.partition("->")
     return f"{a} \u2192 {b}{at}: OOD error reduction (%) from the smaller to the larger model"
@@ -79,7 +90,9 @@ def _reduction_title(grid: GridResult, panel: str, model: str, resolution: int |
 def panel_figure(grid: GridResult, panel: str, model: str, resolution: int | None = None, *, cmap: str = "RdBu") -> Figure:
     """One reduction heat-map (a Figure-3 panel): cells annotated ``%.1f`` (``n/a`` when the
     reduction is undefined); a diverging colour scale symmetric around 0 (blue = lower error
-    than the reference) shared by the subplots; a top panel without its reference cell says so.
+    than the reference) shared by the subplots. A top panel names its reference cell in the
+    title; a subplot built against a fallback reference names it under the benchmark, and one
+    refused for lack of its reference cell names the missing cell.
     """
     values = grid.values()
     mats, present = {}, {}
@@ -90,11 +103,19 @@ def panel_figure(grid: GridResult, panel: str, model: str, resolution: int | Non
     vmax = float(np.abs(finite).max()) if finite.size else 0.0
     if not vmax > 0:
         vmax = 1.0  # all zero or empty: any symmetric range keeps 0 at the centre colour
-    notes = {b: "reference cell\nmissing" for b in grid.benchmarks
-             if panel == "top" and (model, b, resolution) not in grid.references}
+    notes, subtitles = {}, {}
+    if panel == "top":
+        expected = grid.reference_cell
+        fallbacks = grid.fallbacks()
+        for b in grid.benchmarks:
+            if (model, b, resolution) not in grid.references:
+                notes[b] = f"reference cell\n{format_count(expected[0])} steps,\n{format_count(expected[1])} images\nmissing"
+            elif (model, b, resolution) in fallbacks:
+                subtitles[b] = f"vs. FALLBACK {_cell_label(fallbacks[(model, b, resolution)])}"
     # RdBu is dark at both ends: |v| above 60 % of the range
     return _heatmap(grid, mats, present, norm=Normalize(-vmax, vmax), cmap=cmap, dark=lambda x: abs(x - 0.5) > 0.3,
-                    title=_reduction_title(grid, panel, model, resolution), colour_label="error reduction (%)", notes=notes)
+                    title=_reduction_title(grid, panel, model, resolution), colour_label="error reduction (%)", notes=notes,
+                    subtitles=subtitles)
 
 
 def error_figure(grid: GridResult, model: str, resolution: int | None = None, *, cmap: str = "viridis") -> Figure:

@@ -2,7 +2,7 @@
 
 CLI::
 
-    python -m study.report RESULTS_DIR [--out OUT_DIR] [--model-order A,B,...]
+    python -m study.report RESULTS_DIR [--out OUT_DIR] [--model-order A,B,...] [--fallback-reference]
 
 reads every ``*.json`` result under RESULTS_DIR and writes to OUT_DIR: ``grid.csv`` (the
 reductions), ``errors.csv`` (absolute errors), and as PNG and SVG one heat-map per panel
@@ -12,6 +12,11 @@ line plot per model (``errors_<model>``, ``lines_<model>``). OUT_DIR defaults to
 skipped file, missing reference cell and missing cell is one line on stderr. Exit status 0
 whenever at least one valid result was read (missing cells are normal while a study is
 running); 1 with a one-line error when RESULTS_DIR does not exist or holds no valid result.
+
+Every top panel is relative to the grid's fewest-steps, smallest-size cell. A panel whose
+reference cell has no result is refused (no values, a note) unless ``--fallback-reference``
+is given: then it is built against the next cell with a result in (steps, size) order, and
+stdout, the notes, grid.csv (``ref_steps``, ``ref_data_size``) and the figure's title say which.
 
 `rebuild_report` is the same thing as a function, for the grid-report callback.
 """
@@ -29,7 +34,7 @@ from typing import Sequence
 from matplotlib.figure import Figure
 
 from study.figures import FORMATS, save_figures
-from study.grid import GridResult, build_grid, write_grid_csv
+from study.grid import GridResult, at_resolution, build_grid, write_grid_csv
 from study.heatmaps import error_figures, grid_figures
 from study.lineplots import line_figures
 from study.results import read_results
@@ -91,17 +96,47 @@ def missing_summary(grid: GridResult) -> list[str]:
     return lines
 
 
+def reference_summary(grid: GridResult) -> list[str]:
+    """One line naming the top panels' reference cell, then, per top panel in figure order,
+    one line per reference other than it: a fallback reference used, or the panel refused
+    because its reference cell has no result. Each names the benchmarks concerned."""
+    if grid.reference_cell is None:
+        return []
+    s0, d0 = grid.reference_cell
+    lines = [f"top panels: reference cell (steps={s0}, data_size={d0}), the fewest steps and smallest data size with a result"]
+    fallbacks = grid.fallbacks()
+    for res in grid.resolutions:
+        for m in grid.models:
+            groups: dict[tuple[int, int] | None, list[str]] = defaultdict(list)
+            for b in grid.benchmarks:
+                if (m, b, res) in grid.refused:
+                    groups[None].append(b)
+                elif (m, b, res) in fallbacks:
+                    groups[fallbacks[(m, b, res)]].append(b)
+            for ref, benches in groups.items():
+                which = f"top panel {m}{at_resolution(res)} ({', '.join(benches)})"
+                if ref is None:
+                    hint = "" if grid.fallback_reference else "; --fallback-reference builds it against the next cell with one"
+                    lines.append(f"{which}: REFUSED, reference cell (steps={s0}, data_size={d0}) has no result{hint}")
+                else:
+                    lines.append(f"{which}: FALLBACK reference (steps={ref[0]}, data_size={ref[1]}), "
+                                 f"because (steps={s0}, data_size={d0}) has no result")
+    return lines
+
+
 def rebuild_report(
     results_dir: Path,
     out_dir: Path | None = None,
     *,
     model_order: Sequence[str] | None = None,
+    fallback_reference: bool = False,
     log_messages: bool = True,
 ) -> ReportOutput:
     """Read `results_dir`, build the grid, write the CSVs and the figures (PNG and SVG) to `out_dir`.
 
-    `out_dir` defaults to `default_out_dir(results_dir)`. Missing cells and missing reference
-    cells are reported in `ReportOutput.messages`, never raised; with `log_messages` each
+    `out_dir` defaults to `default_out_dir(results_dir)`. A top panel whose reference cell has
+    no result is refused unless `fallback_reference` (see `study.grid.build_grid`). Missing cells,
+    missing and fallback reference cells are reported in `ReportOutput.messages`, never raised; with `log_messages` each
     message is also logged as a warning (logger ``study.report``). Raises `FileNotFoundError`
     if `results_dir` is not a directory and `NoResultsError` if it holds no valid result.
     Files are written atomically, so a reader (TensorBoard, a person) never sees half a PNG.
@@ -114,7 +149,7 @@ def rebuild_report(
     if not records:
         extra = f" ({len(skipped)} file(s) skipped as invalid)" if skipped else ""
         raise NoResultsError(f"no valid result file in {results_dir}{extra}; {PRODUCER_HINT}")
-    grid = build_grid(records, model_order=model_order)
+    grid = build_grid(records, model_order=model_order, fallback_reference=fallback_reference)
     messages = list(skipped) + grid.messages + missing_summary(grid)
     if log_messages:
         for m in messages:
@@ -150,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="output folder (default: 'grid' beside RESULTS_DIR)")
     p.add_argument("--model-order", default=None, metavar="A,B,...",
                    help="models smallest first; used only when the results carry no num_params")
+    p.add_argument("--fallback-reference", action="store_true",
+                   help="build a top panel whose reference cell (fewest steps, smallest size) has no result against the "
+                        "next cell with one, in (steps, size) order, named in the output; default: refuse the panel")
     return p
 
 
@@ -158,13 +196,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     order = [m.strip() for m in args.model_order.split(",") if m.strip()] if args.model_order else None
     try:
-        out = rebuild_report(args.results_dir, args.out, model_order=order, log_messages=False)
+        out = rebuild_report(args.results_dir, args.out, model_order=order, fallback_reference=args.fallback_reference,
+                             log_messages=False)
     except (FileNotFoundError, NoResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for m in out.messages:
         print(m, file=sys.stderr)
     print(f"read {out.n_results} result file(s) from {out.results_dir} ({out.n_skipped} skipped)")
+    for line in reference_summary(out.grid):
+        print(line)
     print(f"wrote {out.csv_path} ({len(out.grid.rows)} rows)")
     print(f"wrote {out.errors_csv_path}")
     for p in [*out.png_paths, *out.svg_paths]:

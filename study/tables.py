@@ -56,11 +56,27 @@ def _table(grid: GridResult, value: Callable[[int, int], float | None]) -> list[
     return lines
 
 
-def _panel_markdown(grid: GridResult, heading: str, value) -> str:
+def _panel_markdown(grid: GridResult, heading: str, value, notes: dict[str, str] | None = None) -> str:
+    """`heading`, then per benchmark its name (with its note, if any) and its table."""
+    notes = notes or {}
     out = [f"**{heading}**", ""]
     for b in grid.benchmarks:
-        out += [f"*{display_name(b)}*", "", *_table(grid, lambda s, d, b=b: value(b, s, d)), ""]
+        name = f"*{display_name(b)}*" + (f" ({notes[b]})" if b in notes else "")
+        out += [name, "", *_table(grid, lambda s, d, b=b: value(b, s, d)), ""]
     return "\n".join(out)
+
+
+def _reference_notes(grid: GridResult, model: str, res: int | None) -> dict[str, str]:
+    """Per benchmark of a top panel whose reference is not the grid's: the fallback used, or why it is empty."""
+    notes, fallbacks = {}, grid.fallbacks()
+    for b in grid.benchmarks:
+        if (model, b, res) in fallbacks:
+            s, d = fallbacks[(model, b, res)]
+            notes[b] = f"vs. FALLBACK reference steps={s}, data_size={d}"
+        elif (model, b, res) not in grid.references and grid.reference_cell is not None:
+            s, d = grid.reference_cell
+            notes[b] = f"no values: reference cell steps={s}, data_size={d} missing"
+    return notes
 
 
 def markdown_tables(grid: GridResult) -> dict[str, str]:
@@ -71,10 +87,14 @@ def markdown_tables(grid: GridResult) -> dict[str, str]:
     values = grid.values()
     out = {}
     for panel, model, res in grid.panel_models():
-        what = "reduction (%) vs. the model's reference cell" if panel == "top" else "reduction (%) from the smaller to the larger model"
+        if panel == "top":
+            s0, d0 = grid.reference_cell
+            what, notes = f"reduction (%) vs. the reference cell steps={s0}, data_size={d0}", _reference_notes(grid, model, res)
+        else:
+            what, notes = "reduction (%) from the smaller to the larger model, cell by cell", {}
         out[figure_key(panel, model, res)] = _panel_markdown(
             grid, f"{panel} panel {model}{at_resolution(res)}: {what}",
-            lambda b, s, d, p=panel, m=model, r=res: values.get((p, m, b, s, d, r)))
+            lambda b, s, d, p=panel, m=model, r=res: values.get((p, m, b, s, d, r)), notes)
     for res in grid.resolutions:
         for model in grid.models:
             out[figure_key("errors", model, res)] = _panel_markdown(

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from study.grid import CSV_COLUMNS, build_grid, order_models, reduction_pct, write_grid_csv
+from study.grid import CSV_COLUMNS, build_grid, choose_reference, order_models, reduction_pct, write_grid_csv
 
 STEPS = (100, 200, 400)
 SIZES = (1000, 2000, 4000)
@@ -75,7 +75,9 @@ def test_missing_cells_and_missing_reference():
     ref_msgs = [m for m in g.messages if "reference cell" in m]
     assert sorted(ref_msgs) == sorted(
         f"top panel for model small_model, benchmark {b}: reference cell (steps=100, data_size=1000) "
-        f"missing; no top-panel values for it" for b in ("imagenet_a", "objectnet"))
+        f"missing; no top-panel values for it (run that cell, or pass --fallback-reference to build the panel "
+        f"against the next cell with a result)" for b in ("imagenet_a", "objectnet"))
+    assert set(g.refused) == {("small_model", b, None) for b in ("imagenet_a", "objectnet")}
     assert not [r for r in g.rows if r.panel == "top" and r.model == "small_model"]
     # big_model keeps its reference (100, 1000): 8 cells per benchmark
     big = [r for r in g.rows if r.model == "big_model"]
@@ -102,7 +104,8 @@ def test_reference_lacking_one_benchmark():
     g = build_grid(recs)
     assert [m for m in g.messages if "reference" in m] == [
         "top panel for model small_model, benchmark objectnet: reference cell (steps=100, "
-        "data_size=1000) missing; no top-panel values for it"]
+        "data_size=1000) missing; no top-panel values for it (run that cell, or pass --fallback-reference "
+        "to build the panel against the next cell with a result)"]
     assert g.value("top", "small_model", "imagenet_a", 400, 4000) == pytest.approx(40.0)
 
 
@@ -233,3 +236,66 @@ def test_no_resolution_column_without_the_axis(tmp_path):
     g = build_grid(records())
     assert not g.has_resolution and g.resolutions == [None]
     assert write_grid_csv(g, tmp_path / "g.csv").read_text().splitlines()[0] == ",".join(CSV_COLUMNS)
+
+
+# The whole fewest-steps row of small_model missing (e.g. its 100-step cells failed): big_model
+# still has it, so the grid's reference cell is (100, 1000) for every top panel.
+NO_FIRST_ROW = {("small_model", 100, d) for d in SIZES}
+
+
+def test_missing_fewest_steps_row_refuses_the_panel_by_default():
+    g = build_grid(records(skip=NO_FIRST_ROW))
+    assert g.reference_cell == (100, 1000) and g.fallback_reference is False
+    # before: the reference silently became (200, 1000) and (400, 4000) read 37.5
+    assert not [r for r in g.rows if r.panel == "top" and r.model == "small_model"]
+    assert g.refused == {("small_model", b, None): (100, 1000) for b in ("imagenet_a", "objectnet")}
+    assert g.fallbacks() == {} and ("small_model", "imagenet_a", None) not in g.references
+    assert ("top panel for model small_model, benchmark imagenet_a: reference cell (steps=100, data_size=1000) "
+            "missing; no top-panel values for it (run that cell, or pass --fallback-reference to build the panel "
+            "against the next cell with a result)") in g.messages
+    assert g.value("top", "big_model", "imagenet_a", 400, 4000) == pytest.approx(50.0)  # (.4-.2)/.4, unaffected
+    # bottom cells need both models at the same cell: the 100-step row is just missing there
+    assert g.value("bottom", "small_model->big_model", "imagenet_a", 100, 1000) is None
+    assert g.value("bottom", "small_model->big_model", "imagenet_a", 200, 1000) == pytest.approx(100 * 0.10 / 0.48)
+
+
+def test_missing_fewest_steps_row_with_fallback_uses_the_next_cell_named_everywhere(tmp_path):
+    g = build_grid(records(skip=NO_FIRST_ROW), fallback_reference=True)
+    key = ("small_model", "imagenet_a", None)
+    assert g.references[key] == (200, 1000) and g.fallbacks() == {
+        ("small_model", b, None): (200, 1000) for b in ("imagenet_a", "objectnet")}
+    assert g.refused == {} and g.references[("big_model", "imagenet_a", None)] == (100, 1000)
+    assert ("top panel for model small_model, benchmark imagenet_a: reference cell (steps=100, data_size=1000) "
+            "missing; fallback reference (steps=200, data_size=1000) used: this panel's reductions are relative to it"
+            ) in g.messages
+    v = g.value
+    # small_model's imagenet_a errors at 200 steps .48/.40/.35, at 400 steps .55/.38/.30; reference .48
+    assert v("top", "small_model", "imagenet_a", 200, 1000) == 0.0
+    assert v("top", "small_model", "imagenet_a", 200, 2000) == pytest.approx(100 * 0.08 / 0.48)  # 16.667
+    assert v("top", "small_model", "imagenet_a", 200, 4000) == pytest.approx(100 * 0.13 / 0.48)  # 27.083
+    assert v("top", "small_model", "imagenet_a", 400, 1000) == pytest.approx(-100 * 0.07 / 0.48)  # -14.583
+    assert v("top", "small_model", "imagenet_a", 400, 4000) == pytest.approx(37.5)  # (.48-.30)/.48
+    assert v("top", "small_model", "imagenet_a", 100, 1000) is None
+    assert v("top", "big_model", "imagenet_a", 400, 4000) == pytest.approx(50.0)  # big keeps (100, 1000)
+    lines = write_grid_csv(g, tmp_path / "g.csv").read_text().splitlines()
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ref_steps,ref_data_size"
+    assert lines[1] == "top,small_model,imagenet_a,200,1000,0.0000,200,1000"
+    assert "top,small_model,imagenet_a,400,4000,37.5000,200,1000" in lines
+    assert "top,small_model,imagenet_a,400,1000,-14.5833,200,1000" in lines
+    assert "top,big_model,imagenet_a,400,4000,50.0000,100,1000" in lines
+    assert "bottom,small_model->big_model,imagenet_a,400,4000,33.3333,400,4000" in lines  # its own cell
+    assert len(lines) == 1 + 2 * 6 + 2 * 9 + 2 * 6
+
+
+def test_fallback_order_is_steps_then_size():
+    # only the reference cell itself missing: the next cell is the same row's next size
+    g = build_grid(records(skip={("small_model", 100, 1000)}), fallback_reference=True)
+    assert g.references[("small_model", "imagenet_a", None)] == (100, 2000)
+    assert g.value("top", "small_model", "imagenet_a", 400, 4000) == pytest.approx(100 * 0.15 / 0.45)  # 33.333
+    assert g.value("top", "small_model", "imagenet_a", 200, 1000) == pytest.approx(-100 * 0.03 / 0.45)  # -6.667
+    assert choose_reference((1, 1), [(2, 1), (1, 5), (3, 0)], True) == (1, 5)
+    assert choose_reference((1, 1), [(2, 1), (1, 1)], True) == (1, 1)
+    assert choose_reference((1, 1), [(2, 1)], False) is None and choose_reference((1, 1), [], True) is None
+    # with every reference present, the option changes nothing, and the CSV keeps its six columns
+    full = build_grid(records(), fallback_reference=True)
+    assert full.fallbacks() == {} and full.rows == build_grid(records()).rows

@@ -210,7 +210,7 @@ def test_missing_reference_panel_says_so(tmp_path):
     write_study(tmp_path / "r", skip={("small_model", 10, 1000)})
     out = rebuild_report(tmp_path / "r", tmp_path / "g", log_messages=False)
     [ax] = [a for a in out.figures["top_small_model"].axes if a.get_title() == "ImageNet-A"]
-    assert "reference cell\nmissing" in [t.get_text() for t in ax.texts]
+    assert "reference cell\n10 steps,\n1K images\nmissing" in [t.get_text() for t in ax.texts]
     assert any("reference cell (steps=10, data_size=1000) missing" in m for m in out.messages)
     assert (tmp_path / "g" / "top_small_model.svg").exists()
 
@@ -225,3 +225,55 @@ def test_report_with_a_resolution_axis_names_figures_per_value(tmp_path):
                                    "lines_small_model-res=64", "top_small_model-res=32", "top_small_model-res=64"]
     assert "at resolution 32" in out.figures["top_small_model-res=32"].texts[0].get_text()
     assert (tmp_path / "g" / "errors.csv").read_text().splitlines()[0].endswith(",resolution")
+
+
+FIRST_ROW = {("small_model", 10, 1000), ("small_model", 10, 2000)}  # small_model's fewest-steps row
+
+
+def test_cli_missing_fewest_steps_row_refuses_the_panel_by_default(tmp_path, capsys):
+    write_study(tmp_path / "r", skip=FIRST_ROW)
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 0
+    out, err = capsys.readouterr()
+    assert "top panels: reference cell (steps=10, data_size=1000), the fewest steps and smallest data size with a result" in out
+    assert ("top panel small_model (imagenet_a): REFUSED, reference cell (steps=10, data_size=1000) has no result; "
+            "--fallback-reference builds it against the next cell with one") in out
+    assert "top panel for model small_model, benchmark imagenet_a: reference cell (steps=10, data_size=1000) missing" in err
+    lines = (tmp_path / "o" / "grid.csv").read_text().splitlines()
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
+    assert not [ln for ln in lines if ln.startswith("top,small_model")]
+    assert len(lines) == 1 + 4 + 2  # big top: 4 cells; bottom: the 20-step row only
+
+
+def test_cli_fallback_reference_names_the_cell_in_csv_title_notes_and_summary(tmp_path, capsys):
+    write_study(tmp_path / "r", skip=FIRST_ROW)
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--fallback-reference"]) == 0
+    out, err = capsys.readouterr()
+    assert ("top panel small_model (imagenet_a): FALLBACK reference (steps=20, data_size=1000), because "
+            "(steps=10, data_size=1000) has no result") in out
+    assert "fallback reference (steps=20, data_size=1000) used" in err
+    lines = (tmp_path / "o" / "grid.csv").read_text().splitlines()
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ref_steps,ref_data_size"
+    # small_model: reference (20, 1K) = .55; (20, 2K) = .30 -> 100 * .25 / .55
+    assert lines[1:3] == ["top,small_model,imagenet_a,20,1000,0.0000,20,1000", "top,small_model,imagenet_a,20,2000,45.4545,20,1000"]
+    assert "top,big_model,imagenet_a,20,2000,62.5000,10,1000" in lines  # (.4-.15)/.4 against its own (10, 1K)
+    assert "bottom,small_model->big_model,imagenet_a,20,1000,20.0000,20,1000" in lines  # (.55-.44)/.55
+    assert len(lines) == 1 + 2 + 4 + 2
+    svg = (tmp_path / "o" / "top_small_model.svg").read_text()
+    assert "<!-- 45.5 -->" in svg and "FALLBACK 20 steps, 1K images" in svg
+
+
+def test_rebuild_report_fallback_reference_in_figure_and_table(tmp_path):
+    write_study(tmp_path / "r", skip=FIRST_ROW)
+    out = rebuild_report(tmp_path / "r", tmp_path / "g", fallback_reference=True, log_messages=False)
+    fig = out.figures["top_small_model"]
+    assert fig.texts[0].get_text() == ("small_model: OOD error reduction (%) relative to \nFALLBACK 20 steps, 1K images "
+                                       "(10 steps, 1K images: no result)")
+    [ax] = [a for a in fig.axes if a.get_title().startswith("ImageNet-A")]
+    assert ax.get_title() == "ImageNet-A\nvs. FALLBACK 20 steps, 1K images"
+    texts = {t.get_position(): t.get_text() for t in ax.texts}
+    assert texts == {(0, 1): "0.0", (1, 1): "45.5"}  # the 10-step row is blank
+    assert out.figures["top_big_model"].texts[0].get_text().endswith("relative to 10 steps, 1K images")
+    assert "*ImageNet-A* (vs. FALLBACK reference steps=20, data_size=1000)" in out.tables["top_small_model"].splitlines()
+    refused = rebuild_report(tmp_path / "r", tmp_path / "g2", log_messages=False)
+    assert "*ImageNet-A* (no values: reference cell steps=10, data_size=1000 missing)" in refused.tables["top_small_model"]
+    assert refused.grid.refused and not refused.grid.fallbacks()
