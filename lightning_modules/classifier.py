@@ -9,10 +9,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.backbones import create_backbone
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when a training loss is NaN/Inf; names the step and the last good checkpoint."""
+from lightning_modules.divergence import NonFiniteLossError, divergence_message
 
 
 class ImageClassifier(L.LightningModule):
@@ -53,9 +50,17 @@ class ImageClassifier(L.LightningModule):
         return self.model(x)
 
     def check_finite(self, loss: torch.Tensor) -> None:
-        if not math.isfinite(loss.item()):
-            ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
-            raise NonFiniteLossError(f"non-finite loss {loss.item()} at step {self.global_step}; last good checkpoint: {ckpt}")
+        """Stop on a NaN/Inf loss, naming the step and the newest sane checkpoint
+        (``lightning_modules.divergence``); remember a finite one for the next checkpoint."""
+        value = loss.item()
+        if not math.isfinite(value):
+            folder = getattr(self.trainer.checkpoint_callback, "dirpath", None)
+            raise NonFiniteLossError(divergence_message(value, self.global_step, folder))
+        self._last_train_loss = value
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the loss of the step the checkpoint follows: lightning_modules.divergence reads it
+        checkpoint["train_loss"] = getattr(self, "_last_train_loss", None)
 
     def log_training(self, loss: torch.Tensor, batch_size: int) -> None:
         """``train/loss`` and ``train/lr``, on the steps the logger writes only.

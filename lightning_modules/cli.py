@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 import lightning_modules.backbones  # noqa: F401 - registers the tiny BiT models with timm
+from datamodules.errors import InputError
+from lightning_modules.divergence import NonFiniteLossError
+from lightning_modules.run_folder import last_checkpoint, run_version
 from lightning_modules.safe_load import UnsafeCheckpointError, refusal
 
 _CURRENT: dict = {}  # the running subcommand's ckpt_path, for the refusal message
@@ -19,7 +25,28 @@ class StudyCLI(LightningCLI):
     ``model.dataset_size`` (the HyperRule and the study cell are functions of it).
     ``--ckpt_path`` files are loaded with ``weights_only=True`` unless ``--weights_only false``
     is given: a checkpoint that would run code while loading is refused.
+
+    Run folders: a TensorBoard logger without an explicit ``version`` gets ``run-<hash>`` of
+    the resolved config (``lightning_modules.run_folder``), so its checkpoints
+    (``<save_dir>/<name>/run-<hash>/checkpoints/``) are found by a rerun of the same command
+    with ``--ckpt_path last``, and the resumed run writes into the same TensorBoard run
+    (events logged after the checkpoint by the stopped run are purged: ``purge_step``).
     """
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand is None:
+            return
+        config = self.config[self.subcommand]
+        init = _tensorboard_init_args(config.trainer.get("logger"))
+        if init is None:
+            return
+        if init.get("version") is None:
+            init.version = run_version(config.as_dict(), self.subcommand)
+        step = _resumed_step(config, init)
+        if step and init.get("purge_step") is None:
+            init.purge_step = step
+        rank_zero_info(f"run folder: {Path(init.save_dir) / str(init.get('name') or 'lightning_logs') / init.version}"
+                       + (f" (resuming after step {step})" if step else ""))
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hparams here (weights_only=True) before anything runs
@@ -46,13 +73,40 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> StudyCLI:
     """
     try:
         return _build(args, run)
-    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as err:
-        cause = _cause(err, (FileNotFoundError, UnsafeCheckpointError, pickle.UnpicklingError))
+    except (FileNotFoundError, ValueError, pickle.UnpicklingError, RuntimeError) as err:
+        cause = _cause(err, (FileNotFoundError, UnsafeCheckpointError, pickle.UnpicklingError, InputError, NonFiniteLossError))
         if cause is None:
             raise
         if isinstance(cause, pickle.UnpicklingError):  # Lightning loading --ckpt_path with weights_only=True
             cause = refusal(_CURRENT.get("ckpt_path") or "the checkpoint", cause)
         raise SystemExit(f"error: {cause}") from None
+
+
+def _tensorboard_init_args(logger):
+    """The ``init_args`` of a single TensorBoardLogger in the config, else None."""
+    if logger is None or isinstance(logger, (bool, list)) or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+        return None
+    return logger.init_args
+
+
+def _resumed_step(config, logger_args) -> int | None:
+    """The ``global_step`` of the checkpoint ``--ckpt_path`` names (``last``: the newest
+    ``last*.ckpt`` where ModelCheckpoint will look), or None when there is none."""
+    ckpt = config.get("ckpt_path")
+    if ckpt in (None, "hpc", "best"):
+        return None
+    if ckpt == "last":
+        dirpath = next((c.init_args.get("dirpath") for c in (config.trainer.get("callbacks") or [])
+                        if str(c.get("class_path", "")).endswith("ModelCheckpoint") and c.init_args.get("dirpath")), None)
+        folder = Path(dirpath) if dirpath else (Path(logger_args.save_dir) / str(logger_args.get("name") or "lightning_logs")
+                                                / logger_args.version / "checkpoints")
+        ckpt = last_checkpoint(folder)
+    if ckpt is None or not Path(ckpt).is_file():
+        return None
+    try:  # mmap: reads the step, not a multi-GB state
+        return int(torch.load(ckpt, mmap=True, weights_only=True, map_location="cpu").get("global_step") or 0)
+    except Exception:  # an unreadable file is refused by Lightning itself, with its path
+        return None
 
 
 def _cause(err: BaseException | None, kinds: tuple) -> BaseException | None:

@@ -126,6 +126,7 @@ class FinetuneModule(ImageClassifier):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["mixup_generator_state"] = self.mixup_generator.get_state()
         checkpoint["study_cell"] = self.study_cell()
 

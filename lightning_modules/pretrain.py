@@ -91,4 +91,5 @@ class PretrainModule(ImageClassifier):
         return make_cell(self.backbone_name, self.hparams.dataset_size, int(self.trainer.max_steps), current_seed())
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["study_cell"] = self.study_cell()

@@ -19,10 +19,11 @@ from pathlib import Path
 import yaml
 
 from datamodules.files import atomic_write_text
+from study.definition import StudyConfigError
 from study.runner import StudyDefinition, run_study
 
 
-def generate_data(spec: dict) -> dict[str, Path]:
+def generate_data(spec: dict, benchmarks: list[str] | None = None) -> dict[str, Path]:
     """Write the generated sets (idempotent) and the upstream/downstream betons; returns paths."""
     from datamodules.beton import BetonSettings, convert_folder
     from datamodules.ood import OODSuite
@@ -42,6 +43,8 @@ def generate_data(spec: dict) -> dict[str, Path]:
     ood = dict(spec.get("ood", {}))
     write_ood_suite(root / "ood", downstream, MINIATURE_WNIDS, seed + 2, size, **ood)
     sizes = expected_sizes(MINIATURE_WNIDS, **{k: v for k, v in ood.items() if k != "hard_pool"})
+    # options only for what the study evaluates: options for another benchmark are refused
+    sizes = {name: n for name, n in sizes.items() if benchmarks is None or name in benchmarks}
     # the generated sets are small on purpose: tell each benchmark its size (real releases: leave unset)
     options = {"data": {"init_args": {"benchmark_options": {name: {"expected_size": n} for name, n in sizes.items()}}}}
     atomic_write_text(root / "ood_options.yaml", yaml.safe_dump(options, sort_keys=True))
@@ -66,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     study = StudyDefinition.from_yaml(args.study)
     # in a child process, so this coordinating process never holds torch/FFCV in memory
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        pool.submit(generate_data, study.generate).result()
+        pool.submit(generate_data, study.generate, study.benchmarks).result()
+    study.check_runnable()  # now that ood_options.yaml exists: registry names, options, stage callbacks
     failures = run_study(study, retry_failed=True)  # as before: a rerun of the quickstart retries what failed
 
     from study.report import rebuild_report
@@ -94,4 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except StudyConfigError as err:  # one line, as python -m study prints it
+        sys.exit(f"error: {err}")

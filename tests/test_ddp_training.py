@@ -10,13 +10,17 @@ statistics), so the steps themselves agree to float rounding.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from tests.conftest import copy_beton
-from tests.test_exact_resume import REPO, _command, _losses, _run_together, _weights
+from tests.test_exact_resume import REPO, SIGNAL_AT
 
 pytestmark = pytest.mark.slow
 STEPS = 4  # 16 training rows / global batch 8: two epochs
@@ -45,6 +49,28 @@ class RecordRows(L.Callback):
 '''
 
 
+def _command(config: dict, root: Path, *extra: str) -> list[str]:
+    """The ``train.py fit`` command of one run in ``root`` (its config is written there)."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"config-{len(list(root.glob('config-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return [sys.executable, "train.py", "fit", "--config", str(path), *extra]
+
+
+def _run_together(*commands: list[str], codes: tuple[int, ...] = (0,)) -> None:
+    """Runs independent training processes side by side; each must exit with one of ``codes``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *{str(Path(c[4]).parent.parent) for c in commands}]),
+           "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in commands]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    for proc, err, command in zip(procs, errors, commands):
+        assert proc.returncode in codes, f"{' '.join(command)}\nexit {proc.returncode}\n{err[-3000:]}"
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
+
+
 def _config(root, beton) -> dict:
     config = yaml.safe_load((REPO / "configs/miniature/pretrain.yaml").read_text())
     config["data"]["init_args"].update(beton=str(beton), subset_size=16, holdout=4, global_batch=8, max_device_batch=2,
@@ -63,8 +89,8 @@ def _config(root, beton) -> dict:
 def _scalars(root, tag) -> dict[int, float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    (events,) = (root / "tb").rglob("events.out.tfevents.*")
-    acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
+    (folder,) = {events.parent for events in (root / "tb").rglob("events.out.tfevents.*")}  # one run, resumed or not
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     acc.Reload()
     return {e.step: e.value for e in acc.Scalars(tag)}
 
@@ -81,10 +107,21 @@ def runs(tmp_path_factory, colour_beton):
     root = tmp_path_factory.mktemp("ddp_training")
     beton = copy_beton(colour_beton, root)
     (root / "record_rows.py").write_text(RECORD_ROWS)
+    (root / "signal_at.py").write_text(SIGNAL_AT.replace("if not self.sent", "if trainer.global_rank == 1 and not self.sent"))
+    ddp = ("--trainer.devices", "2", "--trainer.strategy", "ddp")
+    cut = _config(root / "two_cut", beton)
+    cut["trainer"]["callbacks"].append({"class_path": "callbacks.preemption.PreemptionCheckpoint"})
+    stop = {"class_path": "signal_at.SignalAt", "init_args": {"step": 1, "hook": "on_train_batch_end"}}
     _run_together(
         _command(_config(root / "one", beton), root / "one", "--trainer.devices", "1"),
-        _command(_config(root / "two", beton), root / "two", "--trainer.devices", "2", "--trainer.strategy", "ddp"),
+        _command(_config(root / "two", beton), root / "two", *ddp),
     )
+    # SIGTERM to rank 1 only, after step 1: both ranks stop after that step, then resume on 2 ranks
+    _run_together(_command({**cut, "trainer": {**cut["trainer"], "callbacks": cut["trainer"]["callbacks"] + [stop]}},
+                           root / "two_cut", *ddp), codes=(143,))
+    stopped = torch.load(root / "two_cut/ckpt/last.ckpt", weights_only=True, map_location="cpu")
+    assert stopped["global_step"] == 1
+    _run_together(_command(cut, root / "two_cut", *ddp, "--ckpt_path", "last"))
     one = json.loads((root / "one/rows/rank0.json").read_text())
     two = [json.loads((root / f"two/rows/rank{r}.json").read_text()) for r in range(2)]
     return root, one, two
@@ -121,3 +158,13 @@ def test_logged_metrics_and_weights_match_a_single_process(runs):
     a, b = _weights(root / "one/ckpt/last.ckpt"), _weights(root / "two/ckpt/last.ckpt")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
+def test_a_signal_on_one_rank_stops_both_and_the_resumed_run_ends_the_same(runs):
+    root, _, _ = runs
+    for tag in ("train/loss", "train/lr", "val/loss", "val/top1"):
+        whole, resumed = _scalars(root / "two", tag), _scalars(root / "two_cut", tag)
+        assert resumed == whole, tag
+    a, b = _weights(root / "two/ckpt/last.ckpt"), _weights(root / "two_cut/ckpt/last.ckpt")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

@@ -31,9 +31,9 @@ def test_result_file_has_every_benchmark_key(cell):
     assert record["downstream"]["hparams"]["effective_schedule"]["steps"] == 5
 
 
-def test_config_is_saved_in_the_versioned_log_dir(cell):
+def test_config_is_saved_in_the_run_folder(cell):
     _, _, log_dir, _ = cell
-    assert log_dir.name.startswith("version_") and (log_dir / "config.yaml").exists()
+    assert log_dir.name.startswith("run-") and (log_dir / "config.yaml").exists()
 
 
 def test_tensorboard_has_ood_scalars_and_grid_images(cell):

@@ -18,7 +18,7 @@ def _evaluate(world, tmp_path, *args):
                     "--trainer.logger.init_args.save_dir", str(tmp_path / "tb"),
                     "--trainer.callbacks.init_args.results_dir", str(tmp_path / "results"),
                     "--trainer.enable_progress_bar", "false", *args])
-    (path,) = (tmp_path / "tb").glob("evaluate/version_*/ood_result.json")
+    (path,) = (tmp_path / "tb").glob("evaluate/run-*/ood_result.json")
     return json.loads(path.read_text())
 
 

@@ -119,7 +119,8 @@ def test_upstream_overrides_set_the_cell_and_its_checkpoint_dir(tmp_path):
     assert o["trainer"]["logger"]["init_args"] == {"save_dir": str(runs / "tb"), "name": f"pretrain/{cell.name}"}
     ckpt = o["trainer"]["callbacks"][0]  # the stage config's own callbacks follow (throughput monitor)
     assert ckpt["class_path"] == "lightning.pytorch.callbacks.ModelCheckpoint"
-    assert ckpt["init_args"] == {"save_last": True, "save_top_k": 0, "dirpath": str(runs / "cells" / cell.name / "checkpoints/upstream")}
+    assert ckpt["init_args"] == {"save_last": True, "save_top_k": 0, "every_n_train_steps": 10,
+                                 "dirpath": str(runs / "cells" / cell.name / "checkpoints/upstream")}
 
 
 def test_downstream_overrides_point_callbacks_at_the_study(tmp_path):
