@@ -80,9 +80,14 @@ class DownstreamDataModule(BetonDataModule):
         The scan reads files only, so every DDP rank scans without communicating; the index
         is kept for the evaluation at the end.
         """
-        if self.ood is not None and stage in CHECKED_STAGES:
-            self.ood.check()  # first: a refused run changes nothing, not even the trainer's accumulation
+        self.check_inputs(stage)  # first: a refused run changes nothing, not even the trainer's accumulation
         super().setup(stage)
+
+    def check_inputs(self, stage: str) -> None:
+        """The OOD releases' scan of ``setup``, also called by the CLI before the trainer starts
+        (so a refused run leaves no run folder behind); the scans are cached."""
+        if self.ood is not None and stage in CHECKED_STAGES:
+            self.ood.check()
 
     def _median_area(self) -> float:
         from ffcv.reader import Reader

@@ -251,12 +251,16 @@ class OODDataModule(L.LightningDataModule):
     # the CLI links data.num_train_examples into every model; there is no training set here
     num_train_examples = None
 
-    def setup(self, stage: str) -> None:
+    def check_inputs(self, stage: str) -> None:
         """Scan every configured release before the run evaluates anything (``OODSuite.check``):
         a missing, misplaced or partial one raises ``InputError``. File reads only: every
-        DDP rank scans, none waits for another."""
+        DDP rank scans, none waits for another. The CLI calls this before the trainer starts
+        (nothing written yet); ``setup`` again (the scans are cached)."""
         if stage in CHECKED_STAGES:
             self.ood.check()
+
+    def setup(self, stage: str) -> None:
+        self.check_inputs(stage)
 
     @property
     def num_classes(self) -> int:

@@ -33,6 +33,12 @@ class StudyCLI(LightningCLI):
     (events logged after the checkpoint by the stopped run are purged: ``purge_step``).
     """
 
+    def after_instantiate_classes(self) -> None:
+        # a DataModule's start-up checks (e.g. the OOD releases' scan) before the trainer writes anything
+        check = getattr(self.datamodule, "check_inputs", None)
+        if self.subcommand is not None and callable(check):
+            check(self.subcommand)
+
     def before_instantiate_classes(self) -> None:
         if self.subcommand is None:
             return

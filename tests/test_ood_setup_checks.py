@@ -211,7 +211,7 @@ def test_evaluation_only_run_is_refused_at_setup(data, tmp_path):
 
 def test_the_cli_refuses_at_setup(data, tmp_path):
     """``train.py fit --config configs/miniature/finetune.yaml`` with a misplaced release: one
-    ``error: ...`` line, no training, no config or result written."""
+    ``error: ...`` line before the trainer starts: no run folder, config or result written."""
     from lightning_modules.cli import cli_main
 
     ood = _copy(data, tmp_path)
@@ -231,6 +231,6 @@ def test_the_cli_refuses_at_setup(data, tmp_path):
     message = str(err.value.code)
     assert "\n" not in message
     assert message.startswith("error: imagenet_a: ") and "one level too deep" in message and str(ood / "imagenet-a") in message
-    assert not list((tmp_path / "tb").rglob("config.yaml")) and not list(tmp_path.rglob("*.ckpt"))
+    assert not (tmp_path / "tb").exists() and not list(tmp_path.rglob("*.ckpt"))  # not even a run folder
     assert not (tmp_path / "results").exists() and not (tmp_path / "grid").exists()
     assert not (tmp_path / "cache").exists()  # no beton converted either
