@@ -8,7 +8,7 @@
     <runs_dir>/cells/<cell>/{upstream,downstream}.yaml   the cell's overrides of the stage configs
     <runs_dir>/cells/<cell>/checkpoints/upstream/last.ckpt   the upstream checkpoint
     <runs_dir>/cells/<cell>/upstream_done.json       written once pre-training has finished
-    <runs_dir>/tb/{pretrain,finetune}/<cell>/version_<k>/    TensorBoard runs (+ config.yaml)
+    <runs_dir>/tb/{pretrain,finetune}/<cell>/run-<hash>/     TensorBoard runs (+ config.yaml)
 """
 from __future__ import annotations
 
