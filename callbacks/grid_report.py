@@ -8,7 +8,7 @@ from lightning.pytorch import Callback
 from PIL import Image
 from lightning.pytorch.utilities import rank_zero_info
 
-from study.report import NoResultsError, ReportOutput, rebuild_report
+from study.report import NoResultsError, ReportOutput, rebuild_report, reference_summary
 
 
 def log_report(experiment, report: ReportOutput, step: int) -> None:
@@ -44,16 +44,23 @@ class GridReport(Callback):
     ``grid/csv``, ``grid/notes``). ``model_order`` (smallest first) orders the bottom panels
     when the results carry no parameter count. ``fallback_reference``: build a top panel whose
     reference cell has no result against the next cell with one (named in the figure, the CSV
-    and the notes) instead of leaving it empty (`study.grid.build_grid`). Runs on rank zero
-    only and performs no collective call: it reads and writes files.
+    and the notes) instead of leaving it empty (`study.grid.build_grid`). ``steps`` /
+    ``data_sizes``: the study's upstream step counts and data sizes (as the result files record
+    them), added to the results' axes so that a row or column no result has yet (every run of the
+    fewest steps failed, say) is shown as missing and stays the reference; without them the axes
+    are the results' alone. A study sets all three from its file (study/overrides.py). The
+    reference cell each top panel used is printed after every rebuild. Runs on rank zero only and
+    performs no collective call: it reads and writes files.
     """
 
     def __init__(self, results_dir: str = "runs/results", out_dir: str = "runs/grid", model_order: list[str] | None = None,
-                 fallback_reference: bool = False):
+                 fallback_reference: bool = False, steps: list[int] | None = None, data_sizes: list[int] | None = None):
         self.results_dir = Path(results_dir)
         self.out_dir = Path(out_dir)
         self.model_order = model_order
         self.fallback_reference = fallback_reference
+        self.steps = steps
+        self.data_sizes = data_sizes
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.rebuild(trainer)
@@ -66,11 +73,12 @@ class GridReport(Callback):
             return None
         try:
             report = rebuild_report(self.results_dir, self.out_dir, model_order=self.model_order,
-                                    fallback_reference=self.fallback_reference, log_messages=False)
+                                    fallback_reference=self.fallback_reference, expected_steps=self.steps,
+                                    expected_sizes=self.data_sizes, log_messages=False)
         except NoResultsError as err:  # e.g. a run that is not a study cell: nothing to draw yet
             rank_zero_info(f"grid: {err}")
             return None
-        for message in report.messages:
+        for message in [*report.messages, *reference_summary(report.grid)]:
             rank_zero_info(f"grid: {message}")
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is not None and hasattr(experiment, "add_figure"):

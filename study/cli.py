@@ -6,8 +6,10 @@
              cells are skipped, so running it again resumes the study. Exit 1 if a cell failed.
 - ``slurm``  write ``<runs_dir>/slurm/<name>.sbatch``, an array job with one task per cell to
              run, and print the ``sbatch`` line (nothing is submitted).
-- ``report`` rebuild ``<runs_dir>/grid`` from the result files (see ``python -m study.report``;
-             ``--fallback-reference`` as there).
+- ``report`` rebuild ``<runs_dir>/grid`` from the result files (see ``python -m study.report``)
+             on the study's axes (its steps and data sizes: a row no result has is still
+             shown, and still the reference), with the study's ``fallback_reference``;
+             ``--fallback-reference`` turns the fallback on for this report.
 - ``cell``   run one named cell in this process: what each SLURM array task runs.
 
 Paths in the study file are relative to the repository root: run from there. Loading the study
@@ -76,8 +78,10 @@ def _slurm(study: StudyDefinition, args) -> int:
 def _report(study: StudyDefinition, args) -> int:
     from study import report
 
-    fallback = ["--fallback-reference"] if getattr(args, "fallback_reference", False) else []
-    return report.main([str(study.results_dir), "--out", str(study.grid_dir), "--model-order", ",".join(study.models), *fallback])
+    # the study's axes and reference rule: the grid its cells' GridReport callbacks draw (study/overrides.py)
+    fallback = ["--fallback-reference"] if study.fallback_reference or getattr(args, "fallback_reference", False) else []
+    return report.main([str(study.results_dir), "--out", str(study.grid_dir), "--model-order", ",".join(study.models),
+                        "--steps", *map(str, study.steps), "--sizes", *map(str, study.data_sizes), *fallback])
 
 
 def _cell(study: StudyDefinition, args) -> int:
@@ -124,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "report":
             s.add_argument("--fallback-reference", action="store_true",
                            help="build a top panel whose reference cell has no result against the next cell with one "
-                                "(named in the output); default: leave the panel empty, with a note")
+                                "(named in the output); default: the study's fallback_reference (false: leave the panel "
+                                "empty, with a note)")
         if name == "run":
             s.add_argument("--workers", type=_positive, default=None,
                            help="cells at a time (default: the study's `workers`; 1 runs them one after another, in this process)")

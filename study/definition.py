@@ -68,6 +68,10 @@ class StudyDefinition:
     {"data.init_args.crop": 384}}}``; ``model_overrides`` does the same per model (``{model:
     {stage: {dotted key: value}}}``). ``benchmarks`` (datamodule names) replaces the downstream
     config's list when given. ``slurm`` holds sbatch options, with ``per_model`` overrides.
+    ``fallback_reference``: whether a top panel whose reference cell (fewest steps, smallest
+    size) has no result is built against the next cell with one (named) instead of refused; the
+    cells' grid-report callbacks and ``python -m study report`` both use it, with the study's
+    steps and data sizes as the grid's axes, so they draw the same grid.
     Outputs: ``runs_dir/{results,grid,cells,logs,tb,slurm}``.
     """
 
@@ -85,6 +89,7 @@ class StudyDefinition:
     downstream_extra_configs: list[str] = field(default_factory=list)
     benchmarks: list[str] | None = None
     workers: int = 1
+    fallback_reference: bool = False
     slurm: dict[str, Any] = field(default_factory=dict)
     generate: dict = field(default_factory=dict)  # data of `make quickstart` (study/quickstart.py)
     source: str = "<dict>"  # the file it was read from, for messages
@@ -146,6 +151,8 @@ class StudyDefinition:
             _check_list(self.benchmarks, "benchmarks", where, lambda v: isinstance(v, str) and v != "", "benchmark names (e.g. imagenet_a)")
         if not _is_int(self.workers) or self.workers < 1:
             raise StudyConfigError(f"{where}: workers must be a positive integer, got {self.workers!r}")
+        if not isinstance(self.fallback_reference, bool):
+            raise StudyConfigError(f"{where}: fallback_reference must be true or false, got {self.fallback_reference!r}")
         self._validate_overrides(where)
         self._validate_slurm(where)
         self.check_benchmarks(require_files=False)

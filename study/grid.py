@@ -7,10 +7,11 @@ spec's §1::
 
 - ``top`` panel, per model and benchmark: ``err_ref`` is that model's error at the grid's
   reference cell, the fewest steps AND the smallest data size of the grid's axes (the union
-  over every record, all models). The reference cell reads 0.0, and cells can be negative
-  (longer training on little data can hurt). When that cell has no result the panel is
-  refused (no values, a note naming the cell) unless ``fallback_reference`` is asked for:
-  then the next cell with a result in (steps, data size) order is the reference, and the
+  over every record, all models, and over the expected steps and sizes when the caller knows
+  them: a study's row that no result has is on the axes only then). The reference cell reads
+  0.0, and cells can be negative (longer training on little data can hurt). When that cell
+  has no result the panel is refused (no values, a note naming the cell) unless
+  ``fallback_reference`` is asked for: then the next cell with a result in (steps, data size) order is the reference, and the
   note, the CSV (``ref_steps``, ``ref_data_size``), the figure and the report name it. A
   reference is never chosen silently: silently taking the next row would make a panel read as
   "relative to the smallest budget" when it is relative to another one.
@@ -134,11 +135,14 @@ class GridResult:
     - `messages`: one-line notes (missing reference cells, ordering fallbacks, duplicates ...).
     - `models`: smallest first; `pairs`: consecutive (smaller, larger) pairs of `models`.
     - `benchmarks`: the known benchmarks found in at least one record, Figure-3 order.
-    - `steps`, `data_sizes`: the grid axes, ascending, the union over all records and models.
+    - `steps`, `data_sizes`: the grid axes, ascending, the union over all records and models
+      and the expected values (`expected_steps`, `expected_sizes`).
+    - `expected_steps`, `expected_sizes`: the expected axes as given (ascending), None when
+      not given (the axes then come from the records alone).
     - `resolutions`: values of the resolution axis, ascending; ``[None]`` without one.
     - `cells`: ``(model, steps, data_size, benchmark, resolution) -> CellError``.
     - `reference_cell`: ``(steps, data_size)``, the fewest steps and smallest data size of the
-      axes: every top panel's reference (None for an empty grid).
+      axes (expected values included): every top panel's reference (None for an empty grid).
     - `references`: ``(model, benchmark, resolution) -> (steps, data_size)`` of the reference
       each top panel with values is built against: `reference_cell`, or with
       `fallback_reference` the next cell with a result (see `fallbacks`).
@@ -162,6 +166,13 @@ class GridResult:
     reference_cell: tuple[int, int] | None = None
     refused: dict[tuple[str, str, int | None], tuple[int, int]] = field(default_factory=dict)
     fallback_reference: bool = False
+    expected_steps: list[int] | None = None
+    expected_sizes: list[int] | None = None
+
+    @property
+    def has_expected_axes(self) -> bool:
+        """True when expected steps or sizes were given (the axes are not the records' alone)."""
+        return self.expected_steps is not None or self.expected_sizes is not None
 
     def fallbacks(self) -> dict[tuple[str, str, int | None], tuple[int, int]]:
         """``(model, benchmark, resolution) -> (steps, data_size)`` of the top panels built
@@ -280,18 +291,34 @@ def _resolution_order(values: Iterable[int | None]) -> list[int | None]:
     return sorted(set(values), key=lambda r: (r is not None, r or 0))
 
 
+def _expected_axis(values: Sequence[int] | None, name: str) -> list[int] | None:
+    if values is None:
+        return None
+    values = list(values)
+    bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+    if bad:
+        raise ValueError(f"{name} must be positive integers (as the result records carry them), got {bad[0]!r}")
+    return sorted(set(values))
+
+
 def build_grid(
     records: Iterable[dict],
     *,
     model_order: Sequence[str] | None = None,
     benchmarks: Sequence[str] = BENCHMARKS,
     fallback_reference: bool = False,
+    expected_steps: Sequence[int] | None = None,
+    expected_sizes: Sequence[int] | None = None,
 ) -> GridResult:
     """Top and bottom Figure-3 panels from result records (as returned by `read_results`).
 
     Only keys in `benchmarks` (default: the eight Figure-3 keys) are used; other error keys
     are ignored. Records failing `validate_record` are skipped with a message. Axes are the
-    union of steps and of data sizes over all records; a cell of that full grid without a
+    union of steps and of data sizes over all records and over `expected_steps` /
+    `expected_sizes` (a study's axes, positive ints as the records carry them; `ValueError`
+    otherwise): an expected row or column that no result has is then on the grid, as missing
+    cells, and can be the reference; without them the records cannot show such a row, and the
+    next one would be the fewest-steps row. A cell of that full grid without a
     value is listed in `GridResult.missing` and has no row. Every top panel's reference is
     the axes' fewest-steps, smallest-size cell; a panel whose reference has no result gets a
     message and no rows (never an exception) or, with `fallback_reference`, is built against
@@ -301,7 +328,9 @@ def build_grid(
     bottom panels compare each consecutive pair in size order (see `order_models`). Records
     with a ``resolution`` get their own panels per resolution value.
     """
-    grid = GridResult(fallback_reference=fallback_reference)
+    grid = GridResult(fallback_reference=fallback_reference,
+                      expected_steps=_expected_axis(expected_steps, "expected_steps"),
+                      expected_sizes=_expected_axis(expected_sizes, "expected_sizes"))
     valid = []
     for r in records:
         try:
@@ -318,8 +347,10 @@ def build_grid(
     grid.models, notes = order_models(valid, model_order)
     grid.messages += notes
     grid.pairs = list(zip(grid.models[:-1], grid.models[1:]))
-    grid.steps = sorted({r["steps"] for r in valid})
-    grid.data_sizes = sorted({r["data_size"] for r in valid})
+    grid.steps = sorted({r["steps"] for r in valid} | set(grid.expected_steps or ()))
+    grid.data_sizes = sorted({r["data_size"] for r in valid} | set(grid.expected_sizes or ()))
+    grid.messages += _axis_notes(valid, "steps", grid.expected_steps, "row") + _axis_notes(
+        valid, "data_size", grid.expected_sizes, "column")
     grid.reference_cell = (grid.steps[0], grid.data_sizes[0])
     grid.resolutions = _resolution_order(r.get("resolution") for r in valid)
     present = {b for r in valid for b in r["errors"]}
@@ -340,6 +371,20 @@ def build_grid(
     brank = {b: i for i, b in enumerate(benchmarks)}
     grid.rows.sort(key=lambda r: (rank[(r.panel, r.model, r.resolution)], brank[r.benchmark], r.steps, r.data_size))
     return grid
+
+
+def _axis_notes(records: list[dict], key: str, expected: list[int] | None, line: str) -> list[str]:
+    """Notes on expected values no record has (an empty row/column) and on record values that
+    were not expected (results of another study definition, say): both are on the axes."""
+    if expected is None:
+        return []
+    found = {r[key] for r in records}
+    notes = [f"no result at {key}={v} (expected): that {line} of the grid is empty" for v in expected if v not in found]
+    extra = sorted(found - set(expected))
+    if extra:
+        notes.append(f"results at {key} {extra} are not among the expected {key} values {expected}; "
+                     f"they are on the grid's axes too")
+    return notes
 
 
 def _axes(grid: GridResult) -> list[tuple[int, int]]:

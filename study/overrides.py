@@ -5,7 +5,7 @@ A stage runs as ``train.py fit --config <stage config> [--config <extra> ...] --
 holds only what differs: the cell's axes, the seed, where logs and checkpoints go, the study's
 per-model and per-resolution values, and, because
 a later config *replaces* a list rather than merging it, the stage's whole callback list with
-the output folders set. Kept on disk, the file says exactly what the cell ran.
+the output folders (and the grid report's axes and reference rule) set. Kept on disk, the file says exactly what the cell ran.
 """
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ def stage_callbacks(config_paths: list[str]) -> tuple[list[dict], str]:
 
 
 def _set_outputs(callbacks: list[dict], stage: str, study: StudyDefinition, paths: CellPaths) -> dict[str, int]:
-    """Point every callback that writes files at the cell's or study's folders; count them by class."""
+    """Point every callback that writes files at the cell's or study's folders, and give the grid
+    report the study's axes (steps and data sizes, the integers the result files record: a cell's
+    ``data.subset_size``) and its ``fallback_reference``; count the callbacks by class."""
     seen: dict[str, int] = {}
     for cb in callbacks:
         name = _class_name(cb)
@@ -72,8 +74,10 @@ def _set_outputs(callbacks: list[dict], stage: str, study: StudyDefinition, path
             args["dirpath"] = str(paths.checkpoint_dir(stage))
         elif name == "OODEvaluation":
             args["results_dir"] = str(study.results_dir)
-        elif name == "GridReport":
-            args.update(results_dir=str(study.results_dir), out_dir=str(study.grid_dir), model_order=list(study.models))
+        elif name == "GridReport":  # the grid `python -m study report` draws: the study's axes and reference rule
+            args.update(results_dir=str(study.results_dir), out_dir=str(study.grid_dir), model_order=list(study.models),
+                        steps=list(study.steps), data_sizes=list(study.data_sizes),
+                        fallback_reference=study.fallback_reference)
     return seen
 
 

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from study.report import rebuild_report
 
     grid_dir = Path(study.runs_dir) / "grid"
-    report = rebuild_report(study.results_dir, grid_dir)
+    report = rebuild_report(study.results_dir, grid_dir, expected_steps=study.steps, expected_sizes=study.data_sizes,
+                            fallback_reference=study.fallback_reference)
     for message in report.messages:
         print(f"report: {message}")
     wall = time.time() - started

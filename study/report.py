@@ -3,6 +3,7 @@
 CLI::
 
     python -m study.report RESULTS_DIR [--out OUT_DIR] [--model-order A,B,...] [--fallback-reference]
+                           [--steps N [N ...]] [--sizes N [N ...]]
 
 reads every ``*.json`` result under RESULTS_DIR and writes to OUT_DIR: ``grid.csv`` (the
 reductions), ``errors.csv`` (absolute errors), and as PNG and SVG one heat-map per panel
@@ -17,6 +18,12 @@ Every top panel is relative to the grid's fewest-steps, smallest-size cell. A pa
 reference cell has no result is refused (no values, a note) unless ``--fallback-reference``
 is given: then it is built against the next cell with a result in (steps, size) order, and
 stdout, the notes, grid.csv (``ref_steps``, ``ref_data_size``) and the figure's title say which.
+stdout names, per top panel, the reference cell it used (or that it was refused).
+
+The axes come from the result files, which cannot show a row or column that no result has
+(every 112K-step run failed, say): the next row would then be the fewest steps. ``--steps`` and
+``--sizes`` give the study's axes (``python -m study report STUDY.yaml`` passes them): they are
+added to the axes, so such a row is missing cells and its cell stays the reference.
 
 `rebuild_report` is the same thing as a function, for the grid-report callback.
 """
@@ -97,25 +104,40 @@ def missing_summary(grid: GridResult) -> list[str]:
 
 
 def reference_summary(grid: GridResult) -> list[str]:
-    """One line naming the top panels' reference cell, then, per top panel in figure order,
-    one line per reference other than it: a fallback reference used, or the panel refused
-    because its reference cell has no result. Each names the benchmarks concerned."""
+    """One line naming the top panels' reference cell and where the axes come from, then, per
+    top panel in figure order, one line per reference it used, naming the benchmarks concerned
+    (``all benchmarks`` when it is every one of several): the reference cell itself, a fallback
+    reference, REFUSED (its reference cell has no result), or no result at all."""
     if grid.reference_cell is None:
         return []
     s0, d0 = grid.reference_cell
-    lines = [f"top panels: reference cell (steps={s0}, data_size={d0}), the fewest steps and smallest data size with a result"]
+    if grid.has_expected_axes:
+        source = "of the axes (the results' and the expected steps/sizes)"
+    else:
+        source = ("of the results (a row or column that no result has is not known here: "
+                  "--steps/--sizes, or `python -m study report STUDY.yaml`, add the study's)")
+    lines = [f"top panels: reference cell (steps={s0}, data_size={d0}), the fewest steps and smallest data size {source}"]
     fallbacks = grid.fallbacks()
     for res in grid.resolutions:
         for m in grid.models:
-            groups: dict[tuple[int, int] | None, list[str]] = defaultdict(list)
+            groups: dict[object, list[str]] = defaultdict(list)
             for b in grid.benchmarks:
                 if (m, b, res) in grid.refused:
-                    groups[None].append(b)
+                    groups["refused"].append(b)
                 elif (m, b, res) in fallbacks:
                     groups[fallbacks[(m, b, res)]].append(b)
+                elif (m, b, res) in grid.references:
+                    groups["reference"].append(b)
+                else:
+                    groups["none"].append(b)
             for ref, benches in groups.items():
-                which = f"top panel {m}{at_resolution(res)} ({', '.join(benches)})"
-                if ref is None:
+                names = "all benchmarks" if len(benches) > 1 and len(benches) == len(grid.benchmarks) else ", ".join(benches)
+                which = f"top panel {m}{at_resolution(res)} ({names})"
+                if ref == "reference":
+                    lines.append(f"{which}: reference (steps={s0}, data_size={d0})")
+                elif ref == "none":
+                    lines.append(f"{which}: no result at all, no values")
+                elif ref == "refused":
                     hint = "" if grid.fallback_reference else "; --fallback-reference builds it against the next cell with one"
                     lines.append(f"{which}: REFUSED, reference cell (steps={s0}, data_size={d0}) has no result{hint}")
                 else:
@@ -130,11 +152,15 @@ def rebuild_report(
     *,
     model_order: Sequence[str] | None = None,
     fallback_reference: bool = False,
+    expected_steps: Sequence[int] | None = None,
+    expected_sizes: Sequence[int] | None = None,
     log_messages: bool = True,
 ) -> ReportOutput:
     """Read `results_dir`, build the grid, write the CSVs and the figures (PNG and SVG) to `out_dir`.
 
-    `out_dir` defaults to `default_out_dir(results_dir)`. A top panel whose reference cell has
+    `out_dir` defaults to `default_out_dir(results_dir)`. `expected_steps` / `expected_sizes`
+    (the study's axes) are added to the axes of the results, so a row or column that no result
+    has is missing cells and its cell can still be the reference. A top panel whose reference cell has
     no result is refused unless `fallback_reference` (see `study.grid.build_grid`). Missing cells,
     missing and fallback reference cells are reported in `ReportOutput.messages`, never raised; with `log_messages` each
     message is also logged as a warning (logger ``study.report``). Raises `FileNotFoundError`
@@ -149,7 +175,8 @@ def rebuild_report(
     if not records:
         extra = f" ({len(skipped)} file(s) skipped as invalid)" if skipped else ""
         raise NoResultsError(f"no valid result file in {results_dir}{extra}; {PRODUCER_HINT}")
-    grid = build_grid(records, model_order=model_order, fallback_reference=fallback_reference)
+    grid = build_grid(records, model_order=model_order, fallback_reference=fallback_reference,
+                      expected_steps=expected_steps, expected_sizes=expected_sizes)
     messages = list(skipped) + grid.messages + missing_summary(grid)
     if log_messages:
         for m in messages:
@@ -174,6 +201,13 @@ def rebuild_report(
     )
 
 
+def _positive(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m study.report",
@@ -188,6 +222,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-reference", action="store_true",
                    help="build a top panel whose reference cell (fewest steps, smallest size) has no result against the "
                         "next cell with one, in (steps, size) order, named in the output; default: refuse the panel")
+    p.add_argument("--steps", type=_positive, nargs="+", default=None, metavar="N",
+                   help="the study's upstream step counts: added to the results' axes, so a row no result has "
+                        "(all its runs failed) is shown as missing and can be the reference; default: the results' only")
+    p.add_argument("--sizes", type=_positive, nargs="+", default=None, metavar="N",
+                   help="the study's upstream data sizes (images, as the results record them), likewise")
     return p
 
 
@@ -197,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     order = [m.strip() for m in args.model_order.split(",") if m.strip()] if args.model_order else None
     try:
         out = rebuild_report(args.results_dir, args.out, model_order=order, fallback_reference=args.fallback_reference,
-                             log_messages=False)
+                             expected_steps=args.steps, expected_sizes=args.sizes, log_messages=False)
     except (FileNotFoundError, NoResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

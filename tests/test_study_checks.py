@@ -250,3 +250,33 @@ def test_study_report_passes_the_fallback_option(tmp_path, capsys):
     lines = (tmp_path / "runs/grid/grid.csv").read_text().splitlines()
     # small_net at 40 steps: .25 (100 images), .20 (400 images); reference .25 -> 100 * .05 / .25 = 20
     assert "top,small_net,imagenet_a,40,400,20.0000,40,100" in lines
+
+
+def test_study_report_uses_the_studys_axes_and_its_fallback_option(tmp_path, capsys):
+    from study.layout import CellPaths
+    from study.report import main as report_main
+    from study.results import write_result
+
+    path = write_study(tmp_path, benchmarks=["imagenet_a"])
+    study = StudyDefinition.from_yaml(path)
+    for cell in study.cells():
+        if cell.steps != 10:  # every model's fewest-steps row failed: no result has steps=10
+            error = {100: 0.5, 400: 0.4}[cell.data_size] * (0.5 if cell.model == "big_net" else 1.0)
+            write_result(CellPaths(tmp_path / "runs", cell.name).result, {**cell.axes(), "errors": {"imagenet_a": error}})
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "top panels: reference cell (steps=10, data_size=100), the fewest steps and smallest data size of the axes" in out
+    assert "top panel small_net (imagenet_a): REFUSED, reference cell (steps=10, data_size=100) has no result" in out
+    assert "top panel big_net (imagenet_a): REFUSED" in out
+    assert not [ln for ln in (tmp_path / "runs/grid/grid.csv").read_text().splitlines() if ln.startswith("top,")]
+    # the bare results folder cannot know step 10: its report takes (40, 100) as the reference
+    assert report_main([str(tmp_path / "runs/results"), "--out", str(tmp_path / "bare")]) == 0
+    assert "top panel small_net (imagenet_a): reference (steps=40, data_size=100)" in capsys.readouterr().out
+    # `fallback_reference: true` in the study file: the report falls back without the flag, and says so
+    path.write_text(path.read_text() + "fallback_reference: true\n")
+    assert main(["report", str(path)]) == 0
+    assert ("top panel big_net (imagenet_a): FALLBACK reference (steps=40, data_size=100), because "
+            "(steps=10, data_size=100) has no result") in capsys.readouterr().out
+    lines = (tmp_path / "runs/grid/grid.csv").read_text().splitlines()
+    # small_net at 40 steps: .5 (100 images), .4 (400 images); reference .5 -> 100 * .1 / .5 = 20
+    assert "top,small_net,imagenet_a,40,400,20.0000,40,100" in lines

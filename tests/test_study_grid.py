@@ -299,3 +299,70 @@ def test_fallback_order_is_steps_then_size():
     # with every reference present, the option changes nothing, and the CSV keeps its six columns
     full = build_grid(records(), fallback_reference=True)
     assert full.fallbacks() == {} and full.rows == build_grid(records()).rows
+
+
+# The fewest-steps row missing from EVERY model (all the study's 100-step runs failed): the
+# records alone do not have step 100 on their axes; the study's expected axes put it back.
+NO_FIRST_ROW_ANYWHERE = {(m, 100, d) for m in PARAMS for d in SIZES}
+
+
+def test_row_missing_everywhere_with_expected_axes_refuses_the_panels():
+    g = build_grid(records(skip=NO_FIRST_ROW_ANYWHERE), expected_steps=[400, 100, 200], expected_sizes=SIZES)
+    assert g.steps == [100, 200, 400] and g.data_sizes == [1000, 2000, 4000]
+    assert g.expected_steps == [100, 200, 400] and g.has_expected_axes
+    assert g.reference_cell == (100, 1000)
+    assert g.refused == {(m, b, None): (100, 1000) for m in PARAMS for b in ("imagenet_a", "objectnet")}
+    assert g.references == {} and not [r for r in g.rows if r.panel == "top"]
+    assert ("top panel for model big_model, benchmark imagenet_a: reference cell (steps=100, data_size=1000) "
+            "missing; no top-panel values for it (run that cell, or pass --fallback-reference to build the panel "
+            "against the next cell with a result)") in g.messages
+    assert "no result at steps=100 (expected): that row of the grid is empty" in g.messages
+    # the empty row is missing cells of every panel, bottom included
+    missing = {(c.panel, c.model, c.steps, c.data_size) for c in g.missing if c.benchmark == "imagenet_a"}
+    assert {("top", m, 100, d) for m in PARAMS for d in SIZES} <= missing
+    assert {("bottom", "small_model->big_model", 100, d) for d in SIZES} <= missing
+    # bottom cells are their own references: (.48-.38)/.48 at (200, 1000)
+    assert g.value("bottom", "small_model->big_model", "imagenet_a", 200, 1000) == pytest.approx(100 * 0.10 / 0.48)
+
+
+def test_row_missing_everywhere_with_expected_axes_and_fallback_names_the_next_row():
+    g = build_grid(records(skip=NO_FIRST_ROW_ANYWHERE), expected_steps=STEPS, expected_sizes=SIZES,
+                   fallback_reference=True)
+    assert g.reference_cell == (100, 1000) and g.refused == {}
+    assert g.fallbacks() == {(m, b, None): (200, 1000) for m in PARAMS for b in ("imagenet_a", "objectnet")}
+    assert ("top panel for model small_model, benchmark imagenet_a: reference cell (steps=100, data_size=1000) "
+            "missing; fallback reference (steps=200, data_size=1000) used: this panel's reductions are relative to it"
+            ) in g.messages
+    v = g.value
+    assert v("top", "small_model", "imagenet_a", 400, 4000) == pytest.approx(37.5)  # (.48-.30)/.48
+    assert v("top", "big_model", "imagenet_a", 400, 4000) == pytest.approx(100 * 0.18 / 0.38)  # (.38-.20)/.38
+    assert v("top", "big_model", "imagenet_a", 400, 1000) == pytest.approx(-100 * 0.04 / 0.38)  # (.38-.42)/.38
+    assert [(r.ref_steps, r.ref_data_size) for r in g.rows if r.panel == "top"] == [(200, 1000)] * (2 * 2 * 6)
+
+
+def test_row_missing_everywhere_without_expected_axes_is_not_on_the_axes():
+    # the documented limit of a bare results folder: no result has step 100, so nothing says it
+    # was expected; the 200-step row is the fewest steps and the reference, without a note
+    g = build_grid(records(skip=NO_FIRST_ROW_ANYWHERE))
+    assert g.steps == [200, 400] and not g.has_expected_axes
+    assert g.reference_cell == (200, 1000) and g.refused == {} and g.fallbacks() == {}
+    assert not [m for m in g.messages if "reference" in m or "expected" in m]
+    assert g.value("top", "small_model", "imagenet_a", 200, 1000) == 0.0
+    assert g.value("top", "small_model", "imagenet_a", 400, 4000) == pytest.approx(37.5)  # (.48-.30)/.48
+
+
+def test_column_missing_everywhere_and_expected_axes_that_change_nothing():
+    no_first_column = {(m, s, 1000) for m in PARAMS for s in STEPS}
+    g = build_grid(records(skip=no_first_column), expected_sizes=[1000, 2000, 4000])
+    assert g.reference_cell == (100, 1000) and len(g.refused) == 4 and g.expected_steps is None
+    assert "no result at data_size=1000 (expected): that column of the grid is empty" in g.messages
+    assert build_grid(records(skip=no_first_column)).reference_cell == (100, 2000)
+    # expected axes equal to the records' axes: the same grid, the same notes
+    same, plain = build_grid(records(), expected_steps=STEPS, expected_sizes=SIZES), build_grid(records())
+    assert same.rows == plain.rows and same.messages == plain.messages and same.missing == []
+    # a result off the expected axes stays on the grid (it can be the reference), with a note
+    off = build_grid(records(), expected_steps=[200, 400])
+    assert off.steps == [100, 200, 400] and off.reference_cell == (100, 1000)
+    assert "results at steps [100] are not among the expected steps values [200, 400]; they are on the grid's axes too" in off.messages
+    with pytest.raises(ValueError, match="expected_sizes must be positive integers"):
+        build_grid(records(), expected_sizes=[1000, 0])

@@ -75,6 +75,7 @@ def test_paper_study_names_the_bit_configs():
     ({"resolutions": {32: {"sideways": {"a": 1}}}}, "resolutions.32 must map 'upstream' and/or 'downstream'"),
     ({"slurm": {"array": "0-3"}}, "slurm.array is not an sbatch option this writer accepts"),
     ({"workers": 0}, "workers must be a positive integer"),
+    ({"fallback_reference": "yes"}, "fallback_reference must be true or false, got 'yes'"),
     ({"name": "my study"}, "name 'my study' must be letters"),
 ])
 def test_bad_study_file_is_one_line_naming_file_and_key(tmp_path, change, expected):
@@ -133,9 +134,20 @@ def test_downstream_overrides_point_callbacks_at_the_study(tmp_path):
     assert o["data"] == {"init_args": {"benchmarks": ["imagenet_a"], "crop": 40, "resize": 45}}
     ood, grid = o["trainer"]["callbacks"][:2]
     assert ood["init_args"] == {"results_dir": str(runs / "results")}
-    assert grid["init_args"] == {"results_dir": str(runs / "results"), "out_dir": str(runs / "grid"), "model_order": ["small_net", "big_net"]}
+    # the study's axes (a row no result has stays on the grid) and its reference rule
+    assert grid["init_args"] == {"results_dir": str(runs / "results"), "out_dir": str(runs / "grid"), "model_order": ["small_net", "big_net"],
+                                 "steps": [10, 40], "data_sizes": [100, 400], "fallback_reference": False}
     assert "max_steps" not in o["trainer"]  # the HyperRule decides downstream
     assert stage_overrides(study, cell, "upstream")["data"]["init_args"] == {"subset_size": 100, "resolution": 40}
+
+
+def test_the_studys_fallback_reference_reaches_the_grid_report(tmp_path):
+    study = StudyDefinition.from_dict(study_dict(tmp_path, fallback_reference=True, data_sizes=[400, 100]))
+    callbacks = stage_overrides(study, Cell("big_net", 400, 40, 0), "downstream")["trainer"]["callbacks"]
+    [grid] = [c for c in callbacks if c["class_path"] == "callbacks.grid_report.GridReport"]
+    assert grid["init_args"]["fallback_reference"] is True
+    assert grid["init_args"]["data_sizes"] == [400, 100] and grid["init_args"]["steps"] == [10, 40]
+    assert StudyDefinition.from_dict(study_dict(tmp_path)).fallback_reference is False
 
 
 def test_stage_that_cannot_serve_a_study_is_refused(tmp_path):

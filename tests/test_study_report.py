@@ -118,6 +118,13 @@ def test_cli_main_writes_csv_and_pngs(tmp_path, capsys):
     svg = (grid_dir / "top_small_model.svg").read_text()
     assert all(f"<!-- {t} -->" in svg for t in ("40.0", "-10.0", "Dataset size", "Training steps", "ImageNet-A"))
     assert str(grid_dir / "grid.csv") in out and str(grid_dir / "errors.csv") in out
+    # the normal case names each top panel's reference once (a bare folder: the results' axes)
+    assert [ln for ln in out.splitlines() if ln.startswith("top panel")] == [
+        "top panels: reference cell (steps=10, data_size=1000), the fewest steps and smallest data size of the results "
+        "(a row or column that no result has is not known here: --steps/--sizes, or `python -m study report STUDY.yaml`, "
+        "add the study's)",
+        "top panel small_model (imagenet_a): reference (steps=10, data_size=1000)",
+        "top panel big_model (imagenet_a): reference (steps=10, data_size=1000)"]
     errors = (grid_dir / "errors.csv").read_text().splitlines()
     assert errors[0] == "model,benchmark,steps,data_size,error,n_seeds"
     assert errors[1] == "small_model,imagenet_a,10,1000,0.500000,1"  # smallest model first, fewest steps first
@@ -234,7 +241,8 @@ def test_cli_missing_fewest_steps_row_refuses_the_panel_by_default(tmp_path, cap
     write_study(tmp_path / "r", skip=FIRST_ROW)
     assert main([str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 0
     out, err = capsys.readouterr()
-    assert "top panels: reference cell (steps=10, data_size=1000), the fewest steps and smallest data size with a result" in out
+    assert "top panels: reference cell (steps=10, data_size=1000), the fewest steps and smallest data size of the results (" in out
+    assert "top panel big_model (imagenet_a): reference (steps=10, data_size=1000)" in out
     assert ("top panel small_model (imagenet_a): REFUSED, reference cell (steps=10, data_size=1000) has no result; "
             "--fallback-reference builds it against the next cell with one") in out
     assert "top panel for model small_model, benchmark imagenet_a: reference cell (steps=10, data_size=1000) missing" in err
@@ -277,3 +285,83 @@ def test_rebuild_report_fallback_reference_in_figure_and_table(tmp_path):
     refused = rebuild_report(tmp_path / "r", tmp_path / "g2", log_messages=False)
     assert "*ImageNet-A* (no values: reference cell steps=10, data_size=1000 missing)" in refused.tables["top_small_model"]
     assert refused.grid.refused and not refused.grid.fallbacks()
+
+
+ROW_10 = {(m, 10, d) for m in ("small_model", "big_model") for d in (1000, 2000)}  # every 10-step run failed
+AXES = ["--steps", "20", "10", "--sizes", "1000", "2000"]
+
+
+def test_cli_expected_axes_keep_a_row_no_result_has_as_the_reference(tmp_path, capsys):
+    write_study(tmp_path / "r", skip=ROW_10, benches=("imagenet_a", "imagenet_v2"))
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "o"), *AXES]) == 0
+    out, err = capsys.readouterr()
+    assert [ln for ln in out.splitlines() if ln.startswith("top panel")] == [
+        "top panels: reference cell (steps=10, data_size=1000), the fewest steps and smallest data size of the axes "
+        "(the results' and the expected steps/sizes)",
+        "top panel small_model (all benchmarks): REFUSED, reference cell (steps=10, data_size=1000) has no result; "
+        "--fallback-reference builds it against the next cell with one",
+        "top panel big_model (all benchmarks): REFUSED, reference cell (steps=10, data_size=1000) has no result; "
+        "--fallback-reference builds it against the next cell with one"]
+    assert "no result at steps=10 (expected): that row of the grid is empty" in err
+    assert "missing: top panel small_model, cell (steps=10, data_size=2000), all benchmarks: no result for small_model" in err
+    lines = (tmp_path / "o" / "grid.csv").read_text().splitlines()
+    # only the bottom panel's 20-step row: (.55-.44)/.55 = 20 and (.30-.15)/.30 = 50, per benchmark
+    assert lines == ["panel,model,benchmark,steps,data_size,reduction_pct",
+                     "bottom,small_model->big_model,imagenet_a,20,1000,20.0000",
+                     "bottom,small_model->big_model,imagenet_a,20,2000,50.0000",
+                     "bottom,small_model->big_model,imagenet_v2,20,1000,20.0000",
+                     "bottom,small_model->big_model,imagenet_v2,20,2000,50.0000"]
+
+
+def test_cli_expected_axes_with_fallback_and_the_bare_folder(tmp_path, capsys):
+    write_study(tmp_path / "r", skip=ROW_10)
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "f"), *AXES, "--fallback-reference"]) == 0
+    out = capsys.readouterr().out
+    assert ("top panel small_model (imagenet_a): FALLBACK reference (steps=20, data_size=1000), because "
+            "(steps=10, data_size=1000) has no result") in out
+    lines = (tmp_path / "f" / "grid.csv").read_text().splitlines()
+    assert lines[0].endswith(",ref_steps,ref_data_size")
+    assert "top,small_model,imagenet_a,20,2000,45.4545,20,1000" in lines  # (.55-.30)/.55
+    assert "top,big_model,imagenet_a,20,2000,65.9091,20,1000" in lines    # (.44-.15)/.44
+    # without the axes the folder cannot know step 10: (20, 1000) is the reference, not a fallback
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "top panel small_model (imagenet_a): reference (steps=20, data_size=1000)" in out
+    assert "FALLBACK" not in out and "REFUSED" not in out
+    bare = (tmp_path / "b" / "grid.csv").read_text().splitlines()
+    assert bare[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
+    assert "top,small_model,imagenet_a,20,2000,45.4545" in bare
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "r"), "--steps", "0"])
+    assert "'0' is not a positive integer" in capsys.readouterr().err
+
+
+def test_rebuild_report_with_expected_axes_draws_the_empty_row(tmp_path):
+    write_study(tmp_path / "r", skip=ROW_10)
+    out = rebuild_report(tmp_path / "r", tmp_path / "g", expected_steps=[10, 20], expected_sizes=[1000, 2000],
+                         log_messages=False)
+    [ax] = [a for a in out.figures["top_big_model"].axes if a.get_title() == "ImageNet-A"]
+    assert [t.get_text() for t in ax.texts] == ["reference cell\n10 steps,\n1K images\nmissing"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["10", "20"]
+    assert "| **10** |  |  |" in out.tables["errors_big_model"].splitlines()  # the row is there, empty
+    assert (tmp_path / "g" / "lines_big_model.svg").exists()
+
+
+def test_grid_report_callback_passes_the_axes_and_prints_the_references(tmp_path, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from callbacks.grid_report import GridReport
+
+    write_study(tmp_path / "r", skip=ROW_10)
+    trainer = SimpleNamespace(is_global_zero=True, logger=None, global_step=0)
+    callback = GridReport(str(tmp_path / "r"), str(tmp_path / "g"), steps=[10, 20], data_sizes=[1000, 2000])
+    with caplog.at_level(logging.INFO):
+        report = callback.rebuild(trainer)
+    assert report.grid.reference_cell == (10, 1000) and len(report.grid.refused) == 2
+    assert "grid: top panel big_model (imagenet_a): REFUSED, reference cell (steps=10, data_size=1000) has no result; " \
+           "--fallback-reference builds it against the next cell with one" in caplog.messages
+    fallback = GridReport(str(tmp_path / "r"), str(tmp_path / "g"), fallback_reference=True,
+                          steps=[10, 20], data_sizes=[1000, 2000]).rebuild(trainer)
+    assert fallback.grid.fallbacks() == {(m, "imagenet_a", None): (20, 1000) for m in ("small_model", "big_model")}
+    assert GridReport(str(tmp_path / "r"), str(tmp_path / "g")).rebuild(trainer).grid.reference_cell == (20, 1000)
