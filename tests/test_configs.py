@@ -25,3 +25,22 @@ def test_miniature_study_definition_names_existing_configs():
     assert Path(study.upstream_config).exists() and Path(study.downstream_config).exists()
     assert len(study.cells()) == 18  # 2 models x 3 sizes x 3 step budgets, as the paper's grid
     assert study.data_sizes == sorted(study.data_sizes) and study.steps == sorted(study.steps)
+
+
+TRAINING_CONFIGS = [p for p in STAGE_CONFIGS if "evaluate" not in p.name]
+
+
+@pytest.mark.parametrize("config", TRAINING_CONFIGS, ids=str)
+def test_training_configs_resume_where_a_rerun_looks(config, capsys):
+    """What ``--ckpt_path last`` relies on: ``last.ckpt`` kept (and periodically refreshed) by a
+    ModelCheckpoint in the run folder (no fixed ``dirpath`` shared by runs), the signal stop,
+    atomic checkpoint writes."""
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(config), "--print_config"])
+    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    callbacks = {c["class_path"].rsplit(".", 1)[-1]: c.get("init_args", {}) for c in trainer["callbacks"]}
+    checkpoint = callbacks["ModelCheckpoint"]
+    assert checkpoint["save_last"] is True and checkpoint["every_n_train_steps"] and checkpoint.get("dirpath") is None
+    assert "PreemptionCheckpoint" in callbacks
+    assert [p["class_path"] for p in trainer["plugins"]] == ["callbacks.atomic_checkpoint_io.AtomicCheckpointIO"]
+    assert trainer["logger"]["init_args"].get("version") is None  # run-<hash>, set by the CLI
