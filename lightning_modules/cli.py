@@ -30,7 +30,9 @@ class StudyCLI(LightningCLI):
     the resolved config (``lightning_modules.run_folder``), so its checkpoints
     (``<save_dir>/<name>/run-<hash>/checkpoints/``) are found by a rerun of the same command
     with ``--ckpt_path last``, and the resumed run writes into the same TensorBoard run
-    (events logged after the checkpoint by the stopped run are purged: ``purge_step``).
+    (events logged after the checkpoint by the stopped run are purged: ``purge_step``). A
+    ``fit`` without ``--ckpt_path`` in a run folder that already holds a checkpoint is refused
+    (one line): restarting would silently throw that run away.
     """
 
     def after_instantiate_classes(self) -> None:
@@ -48,11 +50,15 @@ class StudyCLI(LightningCLI):
             return
         if init.get("version") is None:
             init.version = run_version(config.as_dict(), self.subcommand)
-        step = _resumed_step(config, init)
-        if step and init.get("purge_step") is None:
-            init.purge_step = step
-        rank_zero_info(f"run folder: {Path(init.save_dir) / str(init.get('name') or 'lightning_logs') / init.version}"
-                       + (f" (resuming after step {step})" if step else ""))
+        folder = Path(init.save_dir) / str(init.get("name") or "lightning_logs") / init.version
+        checkpoints = _checkpoint_folder(config, folder)
+        if self.subcommand == "fit" and config.get("ckpt_path") is None and last_checkpoint(checkpoints):
+            raise InputError(f"{folder} holds an earlier run of this command ({last_checkpoint(checkpoints)}): add "
+                             f"--ckpt_path last to continue it, or --trainer.logger.init_args.version NAME to start another")
+        step = _resumed_step(config.get("ckpt_path"), checkpoints)
+        if init.get("purge_step") is None and (step or any(folder.glob("events.out.tfevents.*"))):
+            init.purge_step = step or 0  # what was logged after the checkpoint is logged again
+        rank_zero_info(f"run folder: {folder}" + (f" (resuming after step {step})" if step else ""))
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hparams here (weights_only=True) before anything runs
@@ -95,18 +101,20 @@ def _tensorboard_init_args(logger):
     return logger.init_args
 
 
-def _resumed_step(config, logger_args) -> int | None:
+def _checkpoint_folder(config, run_folder: Path) -> Path:
+    """Where ModelCheckpoint keeps this run's checkpoints: its ``dirpath``, else ``<run folder>/checkpoints``."""
+    dirpath = next((c.init_args.get("dirpath") for c in (config.trainer.get("callbacks") or [])
+                    if str(c.get("class_path", "")).endswith("ModelCheckpoint") and c.init_args.get("dirpath")), None)
+    return Path(dirpath) if dirpath else run_folder / "checkpoints"
+
+
+def _resumed_step(ckpt, checkpoints: Path) -> int | None:
     """The ``global_step`` of the checkpoint ``--ckpt_path`` names (``last``: the newest
-    ``last*.ckpt`` where ModelCheckpoint will look), or None when there is none."""
-    ckpt = config.get("ckpt_path")
+    ``last*.ckpt`` in ``checkpoints``, as Lightning picks it), or None when there is none."""
     if ckpt in (None, "hpc", "best"):
         return None
     if ckpt == "last":
-        dirpath = next((c.init_args.get("dirpath") for c in (config.trainer.get("callbacks") or [])
-                        if str(c.get("class_path", "")).endswith("ModelCheckpoint") and c.init_args.get("dirpath")), None)
-        folder = Path(dirpath) if dirpath else (Path(logger_args.save_dir) / str(logger_args.get("name") or "lightning_logs")
-                                                / logger_args.version / "checkpoints")
-        ckpt = last_checkpoint(folder)
+        ckpt = last_checkpoint(checkpoints)
     if ckpt is None or not Path(ckpt).is_file():
         return None
     try:  # mmap: reads the step, not a multi-GB state

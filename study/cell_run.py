@@ -173,7 +173,9 @@ def run_cell(study: StudyDefinition, cell: Cell, cli: CliFn | None = None) -> Pa
     write_overrides(study, cell)
     upstream = _upstream(study, cell, cli, rank0)
     started = time.time()
-    down = cli(stage_args(study, cell, "downstream"))
+    # a fine-tuning stopped part-way (preempted, killed) continues from its last checkpoint;
+    # with none yet, Lightning starts it from the upstream weights
+    down = cli([*stage_args(study, cell, "downstream"), "--ckpt_path", "last"])
     seconds = time.time() - started
     if not rank0:
         return None

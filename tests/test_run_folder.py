@@ -54,3 +54,32 @@ def test_last_checkpoint_is_the_newest_last_file(tmp_path):
         (tmp_path / name).write_bytes(b"x")
         os.utime(tmp_path / name, (1000 + i, 1000 + i))
     assert last_checkpoint(tmp_path) == tmp_path / "last-v1.ckpt"
+
+
+def test_a_fresh_start_over_an_earlier_run_is_refused(tmp_path, colour_beton, monkeypatch):
+    """The same command again without ``--ckpt_path`` would silently restart a run that has
+    checkpoints: refused in one line; with ``--ckpt_path last`` it continues in the same folder."""
+    from pathlib import Path
+
+    import pytest
+
+    from lightning_modules.cli import cli_main
+    from tests.conftest import copy_beton
+
+    beton = copy_beton(colour_beton, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(Path(__file__).parents[1] / "configs/miniature/pretrain.yaml"),
+            "--data.init_args.beton", str(beton), "--data.init_args.subset_size", "16", "--data.init_args.holdout", "4",
+            "--data.init_args.batch_size", "4", "--data.init_args.resolution", "12", "--trainer.max_steps", "2",
+            "--trainer.enable_progress_bar", "false"]
+    first = cli_main(args)
+    folder = Path(first.trainer.logger.log_dir)
+    assert folder.name.startswith("run-") and (folder / "checkpoints/last.ckpt").exists()
+    with pytest.raises(SystemExit) as refused:
+        cli_main(args)
+    message = str(refused.value.code)
+    assert message.startswith(f"error: {folder} holds an earlier run of this command") and "\n" not in message
+    assert "--ckpt_path last" in message
+    again = cli_main([*args, "--ckpt_path", "last"])
+    assert Path(again.trainer.logger.log_dir) == folder and again.trainer.global_step == 2
+    assert len([p for p in folder.parent.iterdir() if p.is_dir()]) == 1
