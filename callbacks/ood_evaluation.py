@@ -10,12 +10,13 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import BinaryCalibrationError
 
 from callbacks.indexed_outcomes import IndexedOutcomes
 from datamodules.benchmarks.base import plain_argmax
-from study.results import result_path, write_result
+from datamodules.errors import InputError
+from study.results import ResultSchemaError, validate_record, write_result
 
 
 def _git_commit() -> str | None:
@@ -57,16 +58,42 @@ class OODEvaluation(Callback):
     ``ood/imagenet_vid/pm0``), and ``ood/<benchmark>/ece`` (15-bin expected calibration error
     of the top-1 confidence). If the datamodule also serves ``clean_set()`` (its clean val set),
     its error is recorded as ``clean/error`` and handed to benchmarks that use it (ImageNet-C's
-    relative mCE). Written (rank zero): ``<results_dir>/<run name>.json`` per the
-    schema of ``docs/results-schema.md`` when the run is a study cell (the module's
-    ``study_cell()`` has model, data size and steps), and always ``<log_dir>/ood_result.json``.
+    relative mCE).
+
+    Written (rank zero): always ``<log_dir>/ood_result.json``, the whole record, so a plain
+    ``train.py fit``/``test`` keeps its result in its run folder. ``record`` says what the run
+    is (a study cell's axes, e.g. ``{"model", "data_size", "steps", "seed", "resolution",
+    "run_name"}``) and is merged into the record; ``model`` falls back to the module's
+    ``backbone_name``. With ``result_file`` set, the record is also written there, validated
+    per ``docs/results-schema.md`` (``study.results.write_result``); a record that could not
+    pass is refused at setup (``InputError``), before anything is trained or evaluated. Nothing
+    of a study travels through the module or its checkpoints: whoever runs the stage (``python
+    -m study``) passes both.
     """
 
-    def __init__(self, results_dir: str = "runs/results", ece_bins: int = 15):
-        self.results_dir = Path(results_dir)
+    def __init__(self, result_file: str | None = None, record: dict | None = None, ece_bins: int = 15):
+        self.result_file = Path(result_file) if result_file is not None else None
+        self.record = dict(record or {})
         self.ece_bins = ece_bins
         self.last_record: dict | None = None
         self._fit_started: float | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.result_file is None:
+            return
+        # the record as it will be written, with a stand-in for the errors measured at the end
+        probe = {**self._identity(pl_module), "errors": {"probe": 0.0}}
+        try:
+            if self.result_file.suffix != ".json":
+                raise ResultSchemaError("must name a .json file")
+            validate_record(probe)
+        except ResultSchemaError as err:
+            raise InputError(f"OODEvaluation result_file={self.result_file}: {err} (record: {self.record}); "
+                             f"give the run's identity with --trainer.callbacks.init_args.record, or drop result_file") from None
+
+    def _identity(self, pl_module) -> dict:
+        """What the run is: ``record``, with ``model`` defaulting to the module's backbone."""
+        return {**self.record, "model": self.record.get("model") or getattr(pl_module, "backbone_name", type(pl_module).__name__)}
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._fit_started = time.time()
@@ -148,13 +175,11 @@ class OODEvaluation(Callback):
         return float(BinaryCalibrationError(n_bins=self.ece_bins, norm="l1")(confidence.cpu(), correct.long().cpu()))
 
     def _record(self, trainer, pl_module, errors, metrics, settings, timings) -> dict:
-        cell = pl_module.study_cell() if hasattr(pl_module, "study_cell") else {}
         hparams = {k: v for k, v in dict(pl_module.hparams).items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
         if getattr(pl_module, "effective_schedule", None):
             hparams["effective_schedule"] = dict(pl_module.effective_schedule)  # what the HyperRule resolved to
         return {
-            **cell,
-            "model": cell.get("model") or getattr(pl_module, "backbone_name", type(pl_module).__name__),
+            **self._identity(pl_module),
             "num_params": int(sum(p.numel() for p in pl_module.parameters())),  # orders models in the grid's bottom panels
             "errors": errors,
             "metrics": metrics,
@@ -178,8 +203,6 @@ class OODEvaluation(Callback):
         from datamodules.files import atomic_write_json
 
         atomic_write_json(log_dir / "ood_result.json", json.loads(json.dumps(record, default=str)))
-        if all(isinstance(record.get(k), int) for k in ("data_size", "steps")):
-            path = write_result(result_path(self.results_dir, record), record)
-            rank_zero_info(f"OOD result written to {path}")
-        else:
-            rank_zero_warn("this run is not a study cell (no upstream data size/steps): result kept in the log dir only")
+        rank_zero_info(f"OOD result written to {log_dir / 'ood_result.json'}")
+        if self.result_file is not None:
+            rank_zero_info(f"OOD result written to {write_result(self.result_file, record)}")

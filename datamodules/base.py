@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.beton import DEFAULT_HINT, check_beton_sha256, read_manifest
+from datamodules.errors import InputError
 from datamodules.resumable import resume_position, training_position
 
 
@@ -29,13 +29,14 @@ class BetonDataModule(L.LightningDataModule):
     """Base for DataModules reading FFCV betons written by ``datamodules.convert``.
 
     Batches are ``(uint8 images (B,3,H,W), int64 labels (B,), int64 row indices (B,))``.
-    ``batch_size`` is per device. With ``global_batch`` set instead, the per-device batch and
-    the trainer's gradient accumulation are derived from it at setup, from devices x nodes
-    and the ``max_device_batch`` memory cap (``lightning_modules.global_batch``), so a config
-    means the same optimisation on 8 GPUs or 32; an integer ``trainer.val_check_interval`` then
-    counts optimizer steps, not micro-batches. Manifests are read at construction (cheap),
-    so a missing beton, or one whose size differs from its manifest's (a truncated copy), fails
-    at start-up with the path and the fix (:class:`datamodules.errors.InputError`).
+    ``batch_size`` is per device. ``global_batch`` / ``max_device_batch`` state the batch a
+    config means whatever the hardware: ``train.py`` (``lightning_modules.cli``) derives the
+    per-device ``batch_size`` and the trainer's gradient accumulation from them and devices x
+    nodes before anything is built (and counts an integer ``trainer.val_check_interval`` in
+    optimizer steps); the DataModule itself only reads ``batch_size``. Manifests are read at
+    construction (cheap), so a missing beton, or one whose size differs from its manifest's (a
+    truncated copy), fails at start-up with the path and the fix
+    (:class:`datamodules.errors.InputError`).
     ``verify_sha256`` also hashes every beton at construction and refuses one whose bytes differ
     from the manifest's ``sha256`` (a full read of each file). It runs at construction rather
     than in ``setup`` because Lightning creates the logger's run folder before ``setup``: a
@@ -44,7 +45,7 @@ class BetonDataModule(L.LightningDataModule):
 
     make_hint = DEFAULT_HINT
 
-    def __init__(self, batch_size: int, eval_batch_size: int | None, num_workers: int, os_cache: bool,
+    def __init__(self, batch_size: int | None, eval_batch_size: int | None, num_workers: int, os_cache: bool,
                  global_batch: int | None = None, max_device_batch: int | None = None, verify_sha256: bool = False):
         super().__init__()
         self.batch_size = batch_size
@@ -55,21 +56,9 @@ class BetonDataModule(L.LightningDataModule):
         self.verify_sha256 = verify_sha256
 
     def setup(self, stage: str) -> None:
-        if self.global_batch is None or self.trainer is None:
-            return
-        from lightning_modules.global_batch import split_global_batch
-
-        split = split_global_batch(self.global_batch, self.trainer.world_size, self.max_device_batch)
-        self.batch_size = split.per_device
-        # every rank derives the same split from the same numbers: no communication needed
-        self.trainer.accumulate_grad_batches = split.accumulation
-        # Lightning counts an int val_check_interval in micro-batches; the configs mean optimizer
-        # steps ("validate every 10K steps"), whatever the accumulation this hardware needs
-        if isinstance(self.trainer.val_check_interval, int):
-            self._val_every_steps = getattr(self, "_val_every_steps", None) or self.trainer.val_check_interval
-            self.trainer.val_check_interval = self._val_every_steps * split.accumulation
-        rank_zero_info(f"global batch {split.global_batch} = {split.world_size} device(s) x {split.accumulation} "
-                       f"accumulation step(s) x {split.per_device} per device")
+        if self.batch_size is None:
+            raise InputError(f"data.batch_size is unset: train.py derives it from data.global_batch={self.global_batch} "
+                             f"and the devices; a DataModule built by hand needs batch_size (per device)")
 
     # -- exact resume: the training order's position travels in the checkpoint (datamodules.resumable)
     _saved_position: dict | None = None

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from datamodules.base import BetonDataModule, distributed_context, loader_device
+from datamodules.beton import read_manifest
 from datamodules.ffcv_loaders import eval_loader, train_loader
 from datamodules.ood import CHECKED_STAGES, CleanSet, OODSuite
 from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines
@@ -17,11 +18,13 @@ class DownstreamDataModule(BetonDataModule):
 
     Args:
         train_beton / val_beton: betons of the downstream train and val folders (same classes).
-        batch_size: per-device training batch (HyperRule: 512 global).
+        global_batch / max_device_batch: the global training batch (default: the HyperRule's 512)
+            and the most one device holds; ``train.py`` derives the per-device batch and the
+            gradient accumulation from them and devices x nodes (see ``BetonDataModule``).
+        batch_size: a per-device batch instead (quick runs, tests): when set, ``global_batch``
+            is not applied (the CLI says so, unless the two agree).
         verify_sha256: hash both betons at start-up and refuse one whose bytes differ from its
             manifest's sha256 (a full read; the size is always checked).
-        global_batch / max_device_batch: a fixed global batch instead; the per-device batch and
-            gradient accumulation follow from devices x nodes (see ``BetonDataModule``).
         resize / crop: BiT train transform (squash to ``resize``, random ``crop``); eval squashes
             to ``crop``. ``None``: from the HyperRule by median image area and ``resolution_variant``
             ("paper": 448/384, "code": 512/480; images under 96x96 → 160/128).
@@ -36,7 +39,7 @@ class DownstreamDataModule(BetonDataModule):
         self,
         train_beton: str,
         val_beton: str,
-        batch_size: int = hyperrule.BATCH_SIZE,
+        batch_size: int | None = None,
         eval_batch_size: int | None = None,
         resize: int | None = None,
         crop: int | None = None,
@@ -48,7 +51,7 @@ class DownstreamDataModule(BetonDataModule):
         ood_cache: str | None = None,
         num_workers: int = 2,
         os_cache: bool = True,
-        global_batch: int | None = None,
+        global_batch: int | None = hyperrule.BATCH_SIZE,
         max_device_batch: int | None = None,
         verify_sha256: bool = False,
     ):
@@ -67,12 +70,19 @@ class DownstreamDataModule(BetonDataModule):
         self.resize, self.crop = (resize, crop) if resize is not None else hyperrule.resolution(self._median_area(), resolution_variant)
         self.ood = OODSuite(ood_root, benchmarks or [], self.class_list, self.crop, benchmark_options or {}, ood_cache) if benchmarks else None
 
+    @classmethod
+    def train_size(cls, init_args) -> int:
+        """Training images of a module built from ``init_args``, from the train beton's manifest
+        (a JSON read): what ``num_train_examples`` will be. The CLI derives the fine-tuning
+        length (the HyperRule's steps) from it before anything is built."""
+        return int(read_manifest(Path(init_args["train_beton"]), cls.make_hint)["num_images"])
+
     @property
     def num_classes(self) -> int:
         return len(self.class_list)
 
     def setup(self, stage: str) -> None:
-        """Scan the configured OOD releases, then split the global batch (``BetonDataModule``).
+        """Scan the configured OOD releases, then check the batch (``BetonDataModule``).
 
         For ``fit`` and ``test`` (the runs that end in an OOD evaluation) every release is
         scanned now, before the first training step: a missing, misplaced or partial one
@@ -80,7 +90,7 @@ class DownstreamDataModule(BetonDataModule):
         The scan reads files only, so every DDP rank scans without communicating; the index
         is kept for the evaluation at the end.
         """
-        self.check_inputs(stage)  # first: a refused run changes nothing, not even the trainer's accumulation
+        self.check_inputs(stage)
         super().setup(stage)
 
     def check_inputs(self, stage: str) -> None:

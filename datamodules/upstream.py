@@ -22,11 +22,11 @@ class UpstreamDataModule(BetonDataModule):
         subset_seed: seed of the permutation that defines the holdout and every subset.
         balanced: draw subsets class-balanced instead of uniformly.
         holdout: images held out (before subsets are drawn) for upstream validation.
-        batch_size: per-device training batch.
+        batch_size: per-device training batch; or leave it unset and give ``global_batch``.
         verify_sha256: hash the beton at start-up and refuse one whose bytes differ from its
             manifest's sha256 (a full read; the size is always checked).
-        global_batch / max_device_batch: a fixed global batch instead; the per-device batch and
-            gradient accumulation follow from devices x nodes (see ``BetonDataModule``).
+        global_batch / max_device_batch: a fixed global batch instead; ``train.py`` derives the
+            per-device batch and gradient accumulation from devices x nodes (see ``BetonDataModule``).
         resolution: training/eval crop side (Inception crop + flip for training).
         order_seed: seed of the training order (one permutation per epoch, shared by the ranks)
             and of the crops and flips (drawn per image from it, the epoch and the row).
@@ -41,7 +41,7 @@ class UpstreamDataModule(BetonDataModule):
         subset_seed: int = 0,
         balanced: bool = False,
         holdout: int = 0,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         eval_batch_size: int | None = None,
         resolution: int = 224,
         min_crop_scale: float = 0.08,

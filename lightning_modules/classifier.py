@@ -67,22 +67,29 @@ class ImageClassifier(L.LightningModule):
 
         ``train/loss`` is the optimizer step's loss: the mean over its accumulated
         micro-batches and over ranks (``sync_dist``: one all-reduce per logging step, on every
-        rank), so it is the same number on 1 device or 64 for the same global batch.
-        Each ``self.log`` costs ~1.5 ms of Lightning bookkeeping; calling it every step when
-        only every ``log_every_n_steps``-th value is written cost ~5% of a small model's
-        step time (benchmarks/step_overhead.py).
+        rank), so it is the same number on 1 device or 64 for the same global batch. The
+        micro-batch losses of a logging step are kept here and logged from
+        ``on_before_optimizer_step``, which runs once per optimizer step, after its last
+        micro-batch. Each ``self.log`` costs ~1.5 ms of Lightning bookkeeping; calling it every
+        step when only every ``log_every_n_steps``-th value is written cost ~5% of a small
+        model's step time (benchmarks/step_overhead.py).
         """
-        loop = self.trainer.fit_loop.epoch_loop
         every = self.trainer.log_every_n_steps or 1
-        if (loop._batches_that_stepped + 1) % every:  # Lightning's own test of a logging step
+        # the logger writes after optimizer step n when n % every == 0; global_step counts the
+        # steps taken so far, so this micro-batch belongs to step global_step + 1
+        if (self.global_step + 1) % every:
             return
         self._micro_losses.append(loss.detach())
-        if loop._should_accumulate():
+        self._micro_batch_size = batch_size
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if not self._micro_losses:
             return
         step_loss = torch.stack(self._micro_losses).mean()
         self._micro_losses = []
+        batch_size = self._micro_batch_size
         self.log("train/loss", step_loss, prog_bar=True, batch_size=batch_size, sync_dist=self.trainer.world_size > 1)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
+        self.log("train/lr", optimizer.param_groups[0]["lr"], batch_size=batch_size)
 
     def validation_step(self, batch, batch_idx):
         images, labels, _ = batch
@@ -100,7 +107,3 @@ class ImageClassifier(L.LightningModule):
         decay = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]
         no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim <= 1]
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-    def study_cell(self) -> dict:
-        """Identity of the run within a study (model, upstream data size and steps, seed)."""
-        raise NotImplementedError

@@ -1,11 +1,11 @@
 """Downstream fine-tuning with the BiT HyperRule (spec §3)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_modules import hyperrule
 from lightning_modules.backbones import load_backbone_weights
@@ -13,7 +13,6 @@ from lightning_modules.classifier import ImageClassifier
 from lightning_modules.mixup import mix_batch, mixup_loss
 from lightning_modules.safe_load import load_plain
 from lightning_modules.schedules import warmup_step_decay
-from lightning_modules.study_cell import current_seed, make_cell
 
 
 def read_upstream_checkpoint(path: str | Path) -> dict:
@@ -24,11 +23,23 @@ def read_upstream_checkpoint(path: str | Path) -> dict:
     return load_plain(path)
 
 
+def finetune_schedule(dataset_size: int, schedule_scale: float = 1.0, steps: int | None = None, warmup_steps: int | None = None,
+                      decay_steps: list[int] | tuple[int, ...] | None = None) -> hyperrule.Schedule:
+    """The HyperRule's schedule for ``dataset_size`` training images with every boundary scaled
+    by ``schedule_scale``; ``steps``/``warmup_steps``/``decay_steps`` given explicitly win."""
+    rule = hyperrule.schedule(dataset_size).scaled(schedule_scale)
+    return hyperrule.Schedule(
+        steps if steps is not None else rule.steps,
+        warmup_steps if warmup_steps is not None else rule.warmup_steps,
+        tuple(decay_steps) if decay_steps is not None else rule.decay_steps,
+    )
+
+
 class FinetuneModule(ImageClassifier):
     """Fine-tunes a pre-trained backbone on a downstream set by the BiT HyperRule.
 
     The starting point is ``upstream_checkpoint`` (a Lightning checkpoint of
-    :class:`PretrainModule`; its backbone name and study cell come with it) or ``weights``
+    :class:`PretrainModule`; its backbone name comes with it) or ``weights``
     (a timm/BiT weight file from a local path), or nothing (training from scratch).
     The head is replaced by a zero-initialised ``num_classes``-way one.
 
@@ -36,8 +47,10 @@ class FinetuneModule(ImageClassifier):
     decay boundaries and the MixUp alpha; ``lr`` 0.003, momentum 0.9, no weight decay.
     Any of ``steps``/``warmup_steps``/``decay_steps``/``mixup_alpha`` given here overrides the
     rule. ``schedule_scale`` multiplies every boundary of the rule (the miniature study
-    uses 0.1; leave 1.0 for real runs). ``trainer.max_steps`` is set from the schedule when
-    left at -1. The effective values (``effective_schedule``) go to the result file.
+    uses 0.1; leave 1.0 for real runs). The run's length is ``trainer.max_steps``: the CLI writes
+    the schedule's steps there (``fit_steps``) when it is left at -1, before the Trainer is built;
+    a Trainer built by hand must be given ``max_steps=module.schedule.steps``. The effective
+    values (``effective_schedule``) go to the result file.
     """
 
     def __init__(
@@ -83,25 +96,24 @@ class FinetuneModule(ImageClassifier):
         head = self.model.get_classifier()
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
-        self.upstream_cell = dict(upstream.get("study_cell") or {}) if upstream is not None else {}
 
-        rule = hyperrule.schedule(dataset_size).scaled(schedule_scale)
-        self.schedule = hyperrule.Schedule(
-            steps if steps is not None else rule.steps,
-            warmup_steps if warmup_steps is not None else rule.warmup_steps,
-            tuple(decay_steps) if decay_steps is not None else rule.decay_steps,
-        )
+        self.schedule = finetune_schedule(dataset_size, schedule_scale, steps, warmup_steps, decay_steps)
         self.mixup_alpha = mixup_alpha if mixup_alpha is not None else hyperrule.mixup_alpha(dataset_size)
         self.mixup_generator = torch.Generator().manual_seed(mixup_seed)
+
+    @staticmethod
+    def fit_steps(init_args: Mapping, dataset_size: int) -> int:
+        """Optimizer steps a fit of a module built from ``init_args`` runs on ``dataset_size``
+        training images: what the CLI writes into ``trainer.max_steps`` (left at -1) before the
+        Trainer exists. The same rule as ``self.schedule``, from the config alone."""
+        return finetune_schedule(dataset_size, init_args.get("schedule_scale", 1.0), init_args.get("steps")).steps
 
     def setup(self, stage: str) -> None:
         if stage != "fit":
             return
-        configured = self.trainer.max_steps
-        if configured in (-1, None):
-            self.trainer.fit_loop.epoch_loop.max_steps = self.schedule.steps
-        elif configured != self.schedule.steps:
-            rank_zero_warn(f"trainer.max_steps={configured} overrides the HyperRule's {self.schedule.steps} steps")
+        if self.trainer.max_steps in (-1, None):
+            raise ValueError(f"trainer.max_steps is unset: train.py sets it from the HyperRule ({self.schedule.steps} steps here); "
+                             f"a Trainer built by hand needs max_steps=module.schedule.steps")
         # not in hparams: Lightning's CLI feeds a checkpoint's hparams back into __init__ (--ckpt_path)
         self.effective_schedule = {
             "steps": self.trainer.max_steps, "warmup_steps": self.schedule.warmup_steps,
@@ -128,14 +140,7 @@ class FinetuneModule(ImageClassifier):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["mixup_generator_state"] = self.mixup_generator.get_state()
-        checkpoint["study_cell"] = self.study_cell()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "mixup_generator_state" in checkpoint:
             self.mixup_generator.set_state(checkpoint["mixup_generator_state"])
-
-    def study_cell(self) -> dict:
-        """The upstream run's cell; without one (weights or scratch) data size and steps are None."""
-        if self.upstream_cell:
-            return dict(self.upstream_cell)
-        return make_cell(self.backbone_name, None, None, current_seed())

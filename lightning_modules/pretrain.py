@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from datamodules.multilabel import multi_hot
 from lightning_modules.classifier import ImageClassifier
 from lightning_modules.schedules import decays_at_fractions, linear_scaled_lr, warmup_step_decay
-from lightning_modules.study_cell import current_seed, make_cell
 
 
 class PretrainModule(ImageClassifier):
@@ -25,8 +24,6 @@ class PretrainModule(ImageClassifier):
     an image's k classes; big_vision sums the k per-class terms instead, k times this).
 
     ``dataset_size`` (linked from the datamodule) is the number of upstream training images.
-    Checkpoints carry ``study_cell`` (model, upstream data size, steps, seed) so that the
-    fine-tuning run started from them knows which grid cell it fills.
     """
 
     def __init__(
@@ -86,10 +83,3 @@ class PretrainModule(ImageClassifier):
         optimizer = torch.optim.SGD(self.decay_groups(self.model, hp.weight_decay), lr=self.peak_lr(), momentum=hp.momentum)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_step_decay(step, 1.0, hp.warmup_steps, decays))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def study_cell(self) -> dict:
-        return make_cell(self.backbone_name, self.hparams.dataset_size, int(self.trainer.max_steps), current_seed())
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["study_cell"] = self.study_cell()

@@ -58,6 +58,9 @@ def world(tmp_path_factory):
     return root
 
 
+CELL_NAME = "resnetv2_tiny_bit-size=40-steps=4-seed=0"  # the `cell` fixture's run
+
+
 @pytest.fixture(scope="session")
 def cell(world):
     """Run one cell; returns (root, upstream checkpoint, finetune log dir)."""
@@ -65,15 +68,18 @@ def cell(world):
 
     def pre(c):
         c["trainer"]["logger"]["init_args"]["save_dir"] = str(runs / "tb")
-        c["data"]["init_args"].update(beton=str(data / "betons/upstream.beton"), holdout=10, subset_size=40, batch_size=8)
+        c["data"]["init_args"].update(beton=str(data / "betons/upstream.beton"), holdout=10, subset_size=40, global_batch=8)
 
     def fine(c):
         c["trainer"]["logger"]["init_args"]["save_dir"] = str(runs / "tb")
         c["trainer"]["log_every_n_steps"] = 1
-        c["trainer"]["callbacks"][0]["init_args"]["results_dir"] = str(runs / "results")
+        # what a study passes: where the result goes and what the run is (the checkpoint does not say)
+        c["trainer"]["callbacks"][0]["init_args"] = {
+            "result_file": str(runs / "results" / f"{CELL_NAME}.json"),
+            "record": {"model": "resnetv2_tiny_bit", "data_size": 40, "steps": 4, "seed": 0, "run_name": CELL_NAME}}
         c["trainer"]["callbacks"][1]["init_args"].update(results_dir=str(runs / "results"), out_dir=str(runs / "grid"))
         c["data"]["init_args"].update(train_beton=str(data / "betons/downstream_train.beton"), val_beton=str(data / "betons/downstream_val.beton"),
-                                      ood_root=str(data / "ood"), batch_size=8, eval_batch_size=32)
+                                      ood_root=str(data / "ood"), global_batch=8, eval_batch_size=32)
         c["model"]["init_args"]["schedule_scale"] = 0.01  # 5 steps
 
     from lightning_modules.cli import cli_main

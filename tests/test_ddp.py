@@ -18,7 +18,7 @@ def _test_run(cell, results: Path, devices: int) -> dict:
     world, ckpt, _, ft_cfg = cell
 
     def to_results(c):
-        c["trainer"]["callbacks"][0]["init_args"]["results_dir"] = str(results)
+        c["trainer"]["callbacks"][0]["init_args"]["result_file"] = str(results / "cell.json")  # the cell's record kept
         c["trainer"]["callbacks"][1]["init_args"].update(results_dir=str(results), out_dir=str(results / "grid"))
 
     cfg = _stage_config(ft_cfg, results.with_suffix(".yaml"), to_results)

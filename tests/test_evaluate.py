@@ -16,7 +16,6 @@ def _evaluate(world, tmp_path, *args):
                     "--data.init_args.val_beton", str(world / "data/betons/downstream_val.beton"),
                     "--data.init_args.ood_root", str(world / "data/ood"),
                     "--trainer.logger.init_args.save_dir", str(tmp_path / "tb"),
-                    "--trainer.callbacks.init_args.results_dir", str(tmp_path / "results"),
                     "--trainer.enable_progress_bar", "false", *args])
     (path,) = (tmp_path / "tb").glob("evaluate/run-*/ood_result.json")
     return json.loads(path.read_text())
@@ -29,13 +28,16 @@ def finetuned(cell):
     return world, world / "runs/finetuned.ckpt", record
 
 
-def test_checkpoint_is_evaluated_and_filed_under_its_cell(finetuned, tmp_path):
+def test_checkpoint_is_evaluated_and_filed_where_told(finetuned, tmp_path):
+    """The caller says what the run is and where its result goes; the model's name comes from the checkpoint."""
     world, ckpt, trained = finetuned
-    record = _evaluate(world, tmp_path, "--model.init_args.checkpoint", str(ckpt))
+    record = _evaluate(world, tmp_path, "--model.init_args.checkpoint", str(ckpt),
+                       "--trainer.callbacks.init_args.result_file", str(tmp_path / "results/cell.json"),
+                       "--trainer.callbacks.init_args.record", json.dumps({"data_size": 40, "steps": 4, "seed": 0}))
     assert record["errors"] == pytest.approx(trained["errors"], abs=1e-6)  # same weights, same sets: same numbers
-    assert (record["model"], record["data_size"], record["steps"]) == ("resnetv2_tiny_bit", 40, 4)
-    filed = json.loads((tmp_path / "results/resnetv2_tiny_bit-size=40-steps=4-seed=0.json").read_text())
-    assert filed["errors"] == record["errors"]
+    assert (record["model"], record["data_size"], record["steps"], record["seed"]) == ("resnetv2_tiny_bit", 40, 4, 0)
+    filed = json.loads((tmp_path / "results/cell.json").read_text())
+    assert filed["errors"] == record["errors"] and filed["run_name"] == "resnetv2_tiny_bit-size=40-steps=4-seed=0"
     # the clean val error is measured too and feeds ImageNet-C's relative mCE
     assert 0.0 <= record["metrics"]["clean/error"] <= 1.0 and "imagenet_c/relative_mce" in record["metrics"]
     assert record["timings"]["clean"]["images"] == 36  # 18 classes x 2 val images, each counted once
@@ -50,7 +52,8 @@ def test_a_safetensors_weight_file_gives_the_same_numbers(finetuned, tmp_path):
     record = _evaluate(world, tmp_path, "--model.init_args.backbone", "resnetv2_tiny_bit",
                        "--model.init_args.weights", str(tmp_path / "w.safetensors"))
     assert record["errors"] == pytest.approx(trained["errors"], abs=1e-6)
-    assert record["data_size"] is None and not (tmp_path / "results").exists()  # not a study cell: log dir only
+    assert "data_size" not in record and record["model"] == "resnetv2_tiny_bit"
+    assert not (tmp_path / "results").exists()  # no result_file: the run folder only
 
 
 def test_ckpt_path_with_the_finetune_config(cell, finetuned, tmp_path):
@@ -59,16 +62,27 @@ def test_ckpt_path_with_the_finetune_config(cell, finetuned, tmp_path):
 
     world, ckpt, trained = finetuned
 
-    def to_tmp(c):
+    def to_tmp(c):  # the cell's stage config (its record kept), results under tmp_path
         c["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "tb")
-        c["trainer"]["callbacks"][0]["init_args"]["results_dir"] = str(tmp_path / "results")
+        c["trainer"]["callbacks"][0]["init_args"]["result_file"] = str(tmp_path / "results/cell.json")
         c["trainer"]["callbacks"][1]["init_args"].update(results_dir=str(tmp_path / "results"), out_dir=str(tmp_path / "grid"))
 
     cfg = _stage_config(cell[3], tmp_path / "ft.yaml", to_tmp)
     cli_main(["test", "--config", str(cfg), "--config", str(world / "data/ood_options.yaml"), "--ckpt_path", str(ckpt),
               "--trainer.enable_progress_bar", "false"])
-    record = json.loads((tmp_path / "results/resnetv2_tiny_bit-size=40-steps=4-seed=0.json").read_text())
+    record = json.loads((tmp_path / "results/cell.json").read_text())
     assert record["errors"] == pytest.approx(trained["errors"], abs=1e-6)
+    assert (record["model"], record["data_size"], record["steps"]) == ("resnetv2_tiny_bit", 40, 4)
+
+
+def test_a_result_file_without_the_runs_identity_is_refused_before_evaluating(finetuned, tmp_path):
+    world, ckpt, _ = finetuned
+    with pytest.raises(SystemExit) as refused:
+        _evaluate(world, tmp_path, "--model.init_args.checkpoint", str(ckpt),
+                  "--trainer.callbacks.init_args.result_file", str(tmp_path / "results/cell.json"))
+    message = str(refused.value.code)
+    assert message.startswith("error: OODEvaluation result_file=") and "missing required field(s): data_size, steps, seed" in message
+    assert "\n" not in message and not (tmp_path / "results").exists()
 
 
 def test_a_head_of_another_size_is_refused(finetuned, tmp_path):

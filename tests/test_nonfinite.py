@@ -73,7 +73,7 @@ def test_the_cli_reports_divergence_in_one_line(tmp_path, colour_beton, monkeypa
     args = ["fit", "--config", str(__import__("pathlib").Path(__file__).parents[1] / "configs/miniature/pretrain.yaml"),
             "--model.class_path", "tests.test_nonfinite.NaNAtStep", "--model.init_args.nan_step", "3",
             "--model.init_args.warmup_steps", "0", "--data.init_args.beton", str(beton),
-            "--data.init_args.subset_size", "16", "--data.init_args.holdout", "4", "--data.init_args.batch_size", "4",
+            "--data.init_args.subset_size", "16", "--data.init_args.holdout", "4", "--data.init_args.global_batch", "4",
             "--data.init_args.resolution", "12", "--trainer.max_steps", "8", "--trainer.enable_progress_bar", "false"]
     with pytest.raises(SystemExit) as stop:
         cli_main(args)

@@ -222,7 +222,7 @@ def test_the_cli_refuses_at_setup(data, tmp_path):
         args = callback.get("init_args", {})
         args.update({key: str(tmp_path / folder) for key, folder in (("results_dir", "results"), ("out_dir", "grid")) if key in args})
     config["data"]["init_args"].update(train_beton=str(data.train), val_beton=str(data.val), ood_root=str(ood),
-                                       ood_cache=str(tmp_path / "cache"), resize=SIZE, crop=SIZE, batch_size=4,
+                                       ood_cache=str(tmp_path / "cache"), resize=SIZE, crop=SIZE, global_batch=4,
                                        benchmark_options=data.options)
     (tmp_path / "finetune.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit) as err:

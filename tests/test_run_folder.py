@@ -70,7 +70,7 @@ def test_a_fresh_start_over_an_earlier_run_is_refused(tmp_path, colour_beton, mo
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", str(Path(__file__).parents[1] / "configs/miniature/pretrain.yaml"),
             "--data.init_args.beton", str(beton), "--data.init_args.subset_size", "16", "--data.init_args.holdout", "4",
-            "--data.init_args.batch_size", "4", "--data.init_args.resolution", "12", "--trainer.max_steps", "2",
+            "--data.init_args.global_batch", "4", "--data.init_args.resolution", "12", "--trainer.max_steps", "2",
             "--trainer.enable_progress_bar", "false"]
     first = cli_main(args)
     folder = Path(first.trainer.logger.log_dir)

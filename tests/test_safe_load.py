@@ -47,7 +47,7 @@ def test_ckpt_path_is_loaded_weights_only(booby_trapped, tmp_path, colour_beton)
 
     path, marker = booby_trapped
     config = yaml.safe_load(open("configs/miniature/pretrain.yaml"))
-    config["data"]["init_args"].update(beton=str(copy_beton(colour_beton, tmp_path)), subset_size=16, holdout=4, batch_size=4,
+    config["data"]["init_args"].update(beton=str(copy_beton(colour_beton, tmp_path)), subset_size=16, holdout=4, global_batch=4,
                                        resolution=12)
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "tb")
     config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "ckpt")
