@@ -1,12 +1,13 @@
 """The study layer: a study file → cells run upstream → downstream → result files → Figure-3 grid.
 
-Launching (``python -m study {list,run,slurm,report,cell} STUDY.yaml``, docs/study.md):
-- `study.definition` — the study YAML: axes (model, data size, steps, seed, resolution), stage configs.
-- `study.layout`     — where everything of a cell lives, from its name.
-- `study.overrides`  — what a cell changes in each stage config (a YAML stacked last).
-- `study.cell_run`   — one cell: upstream → downstream → result file completed with config, seeds, timings.
-- `study.state`      — pending / running / done / failed.
-- `study.runner`     — the pending cells on this machine, resumable; `study.slurm` — an array job.
+Launching (``python -m study {list,run,slurm,report,upstream,cell} STUDY.yaml``, docs/study.md):
+- `study.definition` — the study YAML: axes (model, data size, steps, seed, resolution), stage configs;
+                       `UpstreamRun`, the pre-training that cells with equal upstream settings share.
+- `study.layout`     — where everything of an upstream run and a cell lives, from its name.
+- `study.overrides`  — what an upstream run / a cell changes in its stage config (a YAML stacked last).
+- `study.cell_run`   — one unit: pre-train an upstream run; fine-tune a cell → result file completed.
+- `study.claims`     — atomic claims, so no unit runs twice; `study.state` — pending / running / preempted / done / failed.
+- `study.runner`     — workers claiming units on this machine, resumable; `study.slurm` — the array jobs.
 - `study.cli`        — the command line.
 
 Reporting (docs/results-schema.md):

@@ -1,16 +1,18 @@
-"""Run one cell: upstream pre-training → downstream fine-tuning + OOD evaluation → result file.
+"""Run one unit of a study in this process: an upstream run (pre-training), or a cell
+(fine-tuning from its upstream run's final checkpoint + OOD evaluation → result file).
 
-Both stages go through the project's real CLI (``lightning_modules.cli.cli_main``) with the
-cell's override file stacked last (`study.overrides`). Between the stages the upstream
-checkpoint's ``study_cell`` gets the cell's ``run_name`` (and ``resolution``), which the
-fine-tuning module hands to the OOD evaluation callback: so the result file is written under
-the cell's own name even when two cells differ only in an axis the upstream run cannot know.
-After fine-tuning, the result file is completed with what only the study knows (both stages'
-resolved configs, every seed, stage timings, where the cell's files are) and rewritten
-atomically.
+Both go through the project's real CLI (``lightning_modules.cli.cli_main``) with the unit's
+override file stacked last (`study.overrides`), and always with ``--ckpt_path last``: a unit
+stopped part-way (preempted, killed) continues from its own last checkpoint; the first attempt
+finds none and starts from the beginning. The study alone knows what a cell is: it tells the
+fine-tuning stage where the result goes and the cell's axes through the override file; nothing
+is written into a checkpoint. Before fine-tuning, the upstream run's final checkpoint is
+checked to be of the budgeted step (never a stale or partial one). After fine-tuning, the
+result file is completed with what only the study knows (both stages' resolved configs, every
+seed, stage timings, where the files are) and rewritten atomically.
 
-Under multi-process launchers (SLURM ``srun``, one process per device) every rank calls
-`run_cell`; only rank zero writes markers, the checkpoint annotation and the result.
+Under multi-process launchers (SLURM ``srun``, one process per device) every rank calls these;
+only rank zero writes markers and the result.
 """
 from __future__ import annotations
 
@@ -24,12 +26,16 @@ from typing import Any, Callable
 import yaml
 
 from datamodules.files import atomic_write_json, atomic_write_text
-from study.definition import Cell, StudyDefinition
-from study.layout import CellPaths
-from study.overrides import stage_overrides
+from study.definition import Cell, StudyDefinition, UpstreamRun
+from study.layout import CellPaths, UnitPaths, UpstreamPaths
+from study.overrides import downstream_overrides, upstream_overrides
 from study.results import write_result
 
 CliFn = Callable[[list[str]], Any]
+
+
+class UpstreamNotReady(RuntimeError):
+    """A cell's upstream run has not finished (or its final checkpoint is not of its budget)."""
 
 
 def global_rank() -> int:
@@ -41,43 +47,18 @@ def global_rank() -> int:
 
 
 def _default_cli(args: list[str]):
-    from lightning_modules.cli import cli_main  # torch is imported only when a cell runs
+    from lightning_modules.cli import cli_main  # torch is imported only when a unit runs
 
     return cli_main(args)
 
 
-def stage_args(study: StudyDefinition, cell: Cell, stage: str) -> list[str]:
-    """``fit`` arguments of one stage: its config, the extra configs, then the cell's overrides."""
-    paths = CellPaths(Path(study.runs_dir), cell.name)
-    configs = [study.stage_config(stage, cell.model), *study.extra_configs(stage), str(paths.overrides(stage))]
-    return ["fit", *(arg for c in configs for arg in ("--config", c))]
-
-
-def write_overrides(study: StudyDefinition, cell: Cell) -> None:
-    """Write both stages' override files (deterministic content, so every rank may write them)."""
-    paths = CellPaths(Path(study.runs_dir), cell.name)
-    for stage in ("upstream", "downstream"):
-        text = f"# {cell.name}: what this cell changes in {study.stage_config(stage, cell.model)} (written by study/cell_run.py)\n"
-        atomic_write_text(paths.overrides(stage), text + yaml.safe_dump(stage_overrides(study, cell, stage), sort_keys=False))
-
-
-def annotate_checkpoint(path: Path, fields: dict[str, Any]) -> None:
-    """Add `fields` to the checkpoint's ``study_cell`` entry (atomic replace; no-op if present)."""
-    import torch
-
-    from lightning_modules.safe_load import load_plain
-
-    ckpt = load_plain(path)
-    cell = dict(ckpt.get("study_cell") or {})
-    if all(cell.get(k) == v for k, v in fields.items()):
-        return
-    ckpt["study_cell"] = {**cell, **fields}
-    tmp = path.with_name(f".{path.name}.annotate.tmp")
-    try:
-        torch.save(ckpt, tmp)  # straight to disk: a paper-scale checkpoint should not sit in memory twice
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _stage_args(study: StudyDefinition, stage: str, model: str, paths: UnitPaths, overrides: dict) -> list[str]:
+    """Write the unit's override file (deterministic: every rank may) and return its ``fit`` arguments."""
+    base = study.stage_config(stage, model)
+    atomic_write_text(paths.overrides, f"# {paths.name}: what it changes in {base} (written by study/cell_run.py)\n"
+                      + yaml.safe_dump(overrides, sort_keys=False))
+    configs = [base, *study.extra_configs(stage), str(paths.overrides)]
+    return ["fit", *(arg for c in configs for arg in ("--config", c)), "--ckpt_path", "last"]
 
 
 def _log_dir(cli) -> str | None:
@@ -86,27 +67,69 @@ def _log_dir(cli) -> str | None:
     return str(log_dir) if log_dir else None
 
 
-def _upstream(study: StudyDefinition, cell: Cell, cli: CliFn, rank0: bool) -> dict:
-    """Pre-train (or reuse a finished upstream run of this cell); returns the upstream_done marker."""
-    paths = CellPaths(Path(study.runs_dir), cell.name)
-    ckpt = paths.upstream_checkpoint
-    if paths.upstream_done.exists() and ckpt.exists():
-        print(f"{cell.name}: upstream already finished, reusing {ckpt}", flush=True)
-        return {**json.loads(paths.upstream_done.read_text()), "reused": True}
-    args = stage_args(study, cell, "upstream")
-    if ckpt.exists():  # an interrupted pre-training: continue from its last checkpoint
-        print(f"{cell.name}: resuming pre-training from {ckpt}", flush=True)
-        args += ["--ckpt_path", str(ckpt)]
+def checkpoint_step(path: Path) -> int:
+    """The ``global_step`` a checkpoint was saved at (memory-mapped: nothing else is read)."""
+    import torch
+
+    return int(torch.load(path, mmap=True, weights_only=True, map_location="cpu").get("global_step", -1))
+
+
+def run_upstream(study: StudyDefinition, run: UpstreamRun, cli: CliFn | None = None) -> dict:
+    """Pre-train `run` (continuing its last checkpoint if any); returns its ``done.json`` marker.
+
+    Raises when the run ends without a final checkpoint of ``run.steps``.
+    """
+    cli = cli or _default_cli
+    paths = UpstreamPaths(Path(study.runs_dir), run.name)
     started = time.time()
-    run = cli(args)
-    if not ckpt.exists():
-        raise RuntimeError(f"{cell.name}: pre-training finished but left no checkpoint at {ckpt}")
-    marker = {"checkpoint": str(ckpt), "seconds": round(time.time() - started, 1), "log_dir": _log_dir(run),
-              "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    if rank0:
-        annotate_checkpoint(ckpt, {"run_name": cell.name, **({"resolution": cell.resolution} if cell.resolution is not None else {})})
-        atomic_write_json(paths.upstream_done, marker)
-    return {**marker, "reused": False}
+    out = cli(_stage_args(study, "upstream", run.model, paths, upstream_overrides(study, run)))
+    if not paths.checkpoint.exists():
+        raise RuntimeError(f"upstream {run.name}: pre-training finished but left no checkpoint at {paths.checkpoint}")
+    step = checkpoint_step(paths.checkpoint)
+    if step != run.steps:
+        raise RuntimeError(f"upstream {run.name}: its last checkpoint {paths.checkpoint} is of step {step}, not {run.steps}")
+    marker = {"checkpoint": str(paths.checkpoint), "step": step, "seconds": round(time.time() - started, 1),
+              "log_dir": _log_dir(out), "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if global_rank() == 0:
+        atomic_write_json(paths.done, marker)
+    return marker
+
+
+def ready_upstream(study: StudyDefinition, cell: Cell) -> dict:
+    """The ``done.json`` of `cell`'s upstream run after checking its checkpoint is the budgeted
+    step; `UpstreamNotReady` (one line) otherwise."""
+    run = study.upstream_of(cell)
+    paths = UpstreamPaths(Path(study.runs_dir), run.name)
+    if not paths.done.exists() or not paths.checkpoint.exists():
+        raise UpstreamNotReady(f"{cell.name}: its upstream run {run.name} has not finished (run it first: "
+                               f"`python -m study upstream {study.source} {run.name}` or `python -m study run {study.source}`)")
+    step = checkpoint_step(paths.checkpoint)
+    if step != run.steps:
+        raise UpstreamNotReady(f"{cell.name}: the final checkpoint of upstream run {run.name} ({paths.checkpoint}) is of step "
+                               f"{step}, not its budget {run.steps}; delete {paths.done} and run the upstream run again")
+    return json.loads(paths.done.read_text())
+
+
+def run_downstream(study: StudyDefinition, cell: Cell, cli: CliFn | None = None) -> Path | None:
+    """Fine-tune and evaluate `cell` from its finished upstream run; returns its result file
+    (None on ranks other than zero). Raises on any failure, with the cell named."""
+    cli = cli or _default_cli
+    upstream = ready_upstream(study, cell)
+    paths = CellPaths(Path(study.runs_dir), cell.name)
+    started = time.time()
+    down = cli(_stage_args(study, "downstream", cell.model, paths, downstream_overrides(study, cell)))
+    if global_rank() != 0:
+        return None
+    return complete_result(study, cell, upstream, time.time() - started, _log_dir(down))
+
+
+def run_cell(study: StudyDefinition, cell: Cell, cli: CliFn | None = None) -> Path | None:
+    """The cell's upstream run (unless finished) then the cell, in this process (no claims:
+    for callers that own both, e.g. one SLURM task per cell of a study without sharing)."""
+    run = study.upstream_of(cell)
+    if not UpstreamPaths(Path(study.runs_dir), run.name).done.exists():
+        run_upstream(study, run, cli)
+    return run_downstream(study, cell, cli)
 
 
 def collect_seeds(configs: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +161,7 @@ def complete_result(study: StudyDefinition, cell: Cell, upstream: dict, downstre
     """Check the cell's result file against the cell and add what only the study knows."""
     paths = CellPaths(Path(study.runs_dir), cell.name)
     if not paths.result.exists():
-        raise RuntimeError(f"{cell.name}: fine-tuning finished but wrote no result file {paths.result} (is OODEvaluation's results_dir the study's?)")
+        raise RuntimeError(f"{cell.name}: fine-tuning finished but wrote no result file {paths.result} (is OODEvaluation's result_file the cell's?)")
     record = json.loads(paths.result.read_text())
     wrong = {k: (record.get(k), v) for k, v in cell.axes().items() if record.get(k) != v}
     if wrong:
@@ -149,34 +172,15 @@ def complete_result(study: StudyDefinition, cell: Cell, upstream: dict, downstre
         raise RuntimeError(f"{cell.name}: the result file does not describe this cell ({said}); moved to {rejected}")
     configs = {stage: c for stage, c in (("upstream", _read_config(upstream.get("log_dir"))),
                                          ("downstream", _read_config(downstream_log_dir))) if c is not None}
+    run = study.upstream_of(cell)
     record["config"] = configs
     record["seeds"] = collect_seeds(configs)
     record["timings"] = {**(record.get("timings") or {}),
-                         "upstream": {"seconds": upstream.get("seconds"), "reused": upstream.get("reused", False)},
+                         "upstream": {"seconds": upstream.get("seconds"), "run": run.name},
                          "downstream": {"seconds": round(downstream_s, 1)}}
     record["study"] = {
-        "name": study.name, "config": study.source, "cell": cell.name, "axes": cell.axes(),
-        "log": str(paths.log), "cell_dir": str(paths.cell_dir), "upstream_checkpoint": str(paths.upstream_checkpoint),
+        "name": study.name, "config": study.source, "cell": cell.name, "axes": cell.axes(), "upstream_run": run.name,
+        "log": str(paths.log), "cell_dir": str(paths.cell_dir), "upstream_checkpoint": upstream.get("checkpoint"),
         "tensorboard": {"upstream": upstream.get("log_dir"), "downstream": downstream_log_dir},
     }
     return write_result(paths.result, record)
-
-
-def run_cell(study: StudyDefinition, cell: Cell, cli: CliFn | None = None) -> Path | None:
-    """Run `cell` in this process; returns its result file (None on ranks other than zero).
-
-    `cli` (default: the project's ``cli_main``) takes ``fit`` arguments and returns an object
-    with ``trainer``; tests pass a fake. Raises on any failure, with the cell named.
-    """
-    cli = cli or _default_cli
-    rank0 = global_rank() == 0
-    write_overrides(study, cell)
-    upstream = _upstream(study, cell, cli, rank0)
-    started = time.time()
-    # a fine-tuning stopped part-way (preempted, killed) continues from its last checkpoint;
-    # with none yet, Lightning starts it from the upstream weights
-    down = cli([*stage_args(study, cell, "downstream"), "--ckpt_path", "last"])
-    seconds = time.time() - started
-    if not rank0:
-        return None
-    return complete_result(study, cell, upstream, seconds, _log_dir(down))

@@ -1,21 +1,27 @@
-"""``python -m study {list,run,slurm,report,cell} STUDY.yaml``: a study from the command line.
+"""``python -m study {list,run,slurm,report,upstream,cell} STUDY.yaml``: a study from the command line.
 
-- ``list``   every cell with its state (pending, running, done, failed) and, for a failed
-             cell, the error and its log path.
-- ``run``    run the pending cells here (``--retry-failed`` also reruns failed ones); done
-             cells are skipped, so running it again resumes the study. Exit 1 if a cell failed.
-- ``slurm``  write ``<runs_dir>/slurm/<name>.sbatch``, an array job with one task per cell to
-             run, and print the ``sbatch`` line (nothing is submitted).
-- ``report`` rebuild ``<runs_dir>/grid`` from the result files (see ``python -m study.report``)
-             on the study's axes (its steps and data sizes: a row no result has is still
-             shown, and still the reference), with the study's ``fallback_reference``;
-             ``--fallback-reference`` turns the fallback on for this report.
-- ``cell``   run one named cell in this process: what each SLURM array task runs.
+- ``list``     every upstream run and every cell with its state (pending, running, preempted,
+               done, failed) and, for a failed one, the error and its log path.
+- ``run``      run what is left here: each upstream run once (shared by every cell with its
+               upstream settings), then the cells from their upstream runs; preempted units
+               continue from their last checkpoints, failed ones rerun with ``--retry-failed``.
+               Several ``run`` processes may work on one study at once (claims). SIGTERM stops
+               it after the running stage has checkpointed. Exit 1 if a unit failed.
+- ``slurm``    write ``<runs_dir>/slurm/<name>-upstream.sbatch`` (one task per upstream run to
+               pre-train) and ``<name>-cells.sbatch`` (one task per cell, after the upstream
+               array succeeded), and print the ``sbatch`` lines (nothing is submitted).
+- ``report``   rebuild ``<runs_dir>/grid`` from the result files (see ``python -m study.report``)
+               on the study's axes (its steps and data sizes: a row no result has is still
+               shown, and still the reference), with the study's ``fallback_reference``;
+               ``--fallback-reference`` turns the fallback on for this report.
+- ``upstream`` pre-train one named upstream run in this process (what an upstream task runs).
+- ``cell``     fine-tune and evaluate one named cell in this process from its finished upstream
+               run (what a cell task runs).
 
 Paths in the study file are relative to the repository root: run from there. Loading the study
-checks it, the benchmark list against the stacked benchmark options included; ``run``, ``slurm``
-and ``cell`` also require every stacked config to exist (`StudyDefinition.check_runnable`). A
-refusal is one ``error:`` line on stderr, exit 2, before any cell runs.
+checks it, the benchmark list against the stacked benchmark options included; ``run``, ``slurm``,
+``upstream`` and ``cell`` also require every stacked config to exist
+(`StudyDefinition.check_runnable`). A refusal is one ``error:`` line on stderr, exit 2.
 """
 from __future__ import annotations
 
@@ -31,15 +37,16 @@ from study.state import STATES
 
 
 def _list(study: StudyDefinition, args) -> int:
-    from study.runner import cell_statuses
+    from study.runner import cell_statuses, upstream_statuses
 
-    rows = cell_statuses(study)
-    width = max(len(c.name) for c, _ in rows)
-    for k, (cell, status) in enumerate(rows):
-        detail = f"  {status.detail}" if status.state in ("running", "failed") else ""
-        print(f"{k:>3}  {status.state:<7}  {cell.name:<{width}}{detail}".rstrip())
-    counts = Counter(s.state for _, s in rows)
-    print(f"{len(rows)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATES))
+    for title, rows in (("upstream runs", upstream_statuses(study)), ("cells", cell_statuses(study))):
+        width = max(len(u.name) for u, _ in rows)
+        print(f"{title}:")
+        for k, (unit, status) in enumerate(rows):
+            detail = f"  {status.detail}" if status.state in ("running", "failed", "preempted") else ""
+            print(f"{k:>3}  {status.state:<9}  {unit.name:<{width}}{detail}".rstrip())
+        counts = Counter(s.state for _, s in rows)
+        print(f"{len(rows)} {title}: " + ", ".join(f"{counts[s]} {s}" for s in STATES))
     return 0
 
 
@@ -60,18 +67,27 @@ def _slurm(study: StudyDefinition, args) -> int:
     from study.slurm import write_slurm_scripts
 
     study.check_runnable()  # the tasks would run on the cluster with these configs
-    cells, notes, done = plan(study, args.retry_failed)
+    units, notes, done = plan(study, args.retry_failed)
     for note in notes:
         print(note, file=sys.stderr)
+    upstream = [u.target for u in units if u.kind == "upstream"]
+    cells = [u.target for u in units if u.kind == "cell"]
     if not cells:
         print(f"nothing to submit: {done} of {len(study.cells())} cells done, the rest running or failed")
         return 0
-    scripts = write_slurm_scripts(study, cells, config_path=Path(args.config).resolve(), repo_root=Path.cwd())
-    print(f"{len(cells)} cell(s) to run, {done} done (skipped)")
-    for path, n in scripts:
+    where = dict(config_path=Path(args.config).resolve(), repo_root=Path.cwd())
+    up_scripts = write_slurm_scripts(study, upstream, kind="upstream", **where) if upstream else []
+    cell_scripts = write_slurm_scripts(study, cells, kind="cells", **where)
+    print(f"{len(upstream)} upstream run(s) to pre-train, {len(cells)} cell(s) to run, {done} done (skipped)")
+    for path, n in up_scripts:
+        print(f"wrote {path}: {n} array task(s), one per upstream run")
+    for path, n in cell_scripts:
         print(f"wrote {path}: {n} array task(s), one per cell")
-    for path, _ in scripts:
-        print(f"sbatch {shlex.quote(str(path))}")
+    for k, (path, _) in enumerate(up_scripts):
+        print(f"up{k}=$(sbatch --parsable {shlex.quote(str(path))})")
+    dependency = f" --dependency=afterok:{':'.join(f'$up{k}' for k in range(len(up_scripts)))}" if up_scripts else ""
+    for path, _ in cell_scripts:
+        print(f"sbatch{dependency} {shlex.quote(str(path))}")
     return 0
 
 
@@ -84,21 +100,49 @@ def _report(study: StudyDefinition, args) -> int:
                         "--steps", *map(str, study.steps), "--sizes", *map(str, study.data_sizes), *fallback])
 
 
-def _cell(study: StudyDefinition, args) -> int:
-    from study.layout import CellPaths
-    from study.runner import attempt
-    from study.state import DONE, cell_status
+def _one_unit(study: StudyDefinition, kind: str, name: str) -> int:
+    """Run one upstream run or cell here, under its claim; exit 0 when it is (or was) done,
+    3 when another process holds it, 143 when a signal stopped it (it continues next time)."""
+    from study.claims import try_claim
+    from study.layout import CellPaths, UpstreamPaths
+    from study.runner import Unit, attempt
+    from study.state import DONE, cell_status, upstream_status
 
-    cell = study.cell(args.name)
-    if cell_status(CellPaths(Path(study.runs_dir), cell.name)).state == DONE:
-        print(f"{cell.name}: already done, nothing to run")
+    if kind == "upstream":
+        target = study.upstream_run(name)
+        unit = Unit("upstream", target, UpstreamPaths(Path(study.runs_dir), target.name))
+        status = upstream_status
+    else:
+        target = study.cell(name)
+        unit = Unit("cell", target, CellPaths(Path(study.runs_dir), target.name))
+        status = cell_status
+    if status(unit.paths).state == DONE:
+        print(f"{unit.label}: already done, nothing to run")
         return 0
     study.check_runnable()
-    error = attempt(study, cell)
+    claim = try_claim(unit.paths.claim)
+    if claim is None:
+        print(f"{unit.label}: another process runs it now (`python -m study list {study.source}`)", file=sys.stderr)
+        return 3
+    try:
+        error = attempt(study, unit)
+    finally:
+        claim.release()
+    if error == "preempted":
+        print(f"{unit.label}: stopped by a signal; it continues from its last checkpoint when run again", file=sys.stderr)
+        return 143
     if error is not None:
-        print(f"{cell.name}: FAILED ({error}); log: {CellPaths(Path(study.runs_dir), cell.name).log}", file=sys.stderr)
+        print(f"{unit.label}: FAILED ({error}); log: {unit.paths.log}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cell(study: StudyDefinition, args) -> int:
+    return _one_unit(study, "cell", args.name)
+
+
+def _upstream(study: StudyDefinition, args) -> int:
+    return _one_unit(study, "upstream", args.name)
 
 
 def _positive(text: str) -> int:
@@ -108,23 +152,25 @@ def _positive(text: str) -> int:
     return value
 
 
-COMMANDS = {"list": _list, "run": _run, "slurm": _slurm, "report": _report, "cell": _cell}
+COMMANDS = {"list": _list, "run": _run, "slurm": _slurm, "report": _report, "upstream": _upstream, "cell": _cell}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study", description="Define, run and report a study (docs/study.md).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    helps = {"list": "list the cells and their state", "run": "run the pending cells here, one after another",
-             "slurm": "write a SLURM array job for the pending cells and print the sbatch line",
+    helps = {"list": "list the upstream runs and cells with their states",
+             "run": "run what is left here: upstream runs once each, then the cells",
+             "slurm": "write SLURM array jobs (upstream runs, then cells) and print the sbatch lines",
              "report": "rebuild the grid (CSV, heat-maps, line plots) from the result files",
-             "cell": "run one cell in this process (what a SLURM task runs)"}
+             "upstream": "pre-train one upstream run in this process (what an upstream SLURM task runs)",
+             "cell": "fine-tune and evaluate one cell in this process from its finished upstream run (a cell task)"}
     for name, text in helps.items():
         s = sub.add_parser(name, help=text, description=text)
         s.add_argument("config", metavar="STUDY.yaml", help="study definition, e.g. configs/miniature/study.yaml")
-        if name == "cell":
-            s.add_argument("name", metavar="CELL", help="cell name as `list` prints it")
+        if name in ("cell", "upstream"):
+            s.add_argument("name", metavar=name.upper(), help=f"{name} name as `list` prints it")
         if name in ("run", "slurm"):
-            s.add_argument("--retry-failed", action="store_true", help="also run cells that failed before")
+            s.add_argument("--retry-failed", action="store_true", help="also run upstream runs and cells that failed before")
         if name == "report":
             s.add_argument("--fallback-reference", action="store_true",
                            help="build a top panel whose reference cell has no result against the next cell with one "
@@ -132,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "empty, with a note)")
         if name == "run":
             s.add_argument("--workers", type=_positive, default=None,
-                           help="cells at a time (default: the study's `workers`; 1 runs them one after another, in this process)")
+                           help="units at a time (default: the study's `workers`; 1 runs them one after another, in this process)")
     return p
 
 

@@ -55,6 +55,28 @@ class Cell:
         return out
 
 
+@dataclass(frozen=True)
+class UpstreamRun:
+    """One pre-training run of a study: the upstream settings a group of cells shares.
+
+    Two cells share an upstream run exactly when their resolved upstream stage settings are
+    equal: model, data size, steps, seed (``seed_everything`` of both stages), and whatever an
+    axis sets upstream (``resolution`` here only when the study's resolution values set
+    upstream keys; otherwise every resolution fine-tunes from the same run). `name` follows
+    the cells' naming (``<model>-size=<n>-steps=<s>-seed=<k>[-res=<r>]``).
+    """
+
+    model: str
+    data_size: int
+    steps: int
+    seed: int
+    resolution: int | None = None
+
+    @property
+    def name(self) -> str:
+        return run_name(self.model, self.data_size, self.steps, self.seed, self.resolution)
+
+
 @dataclass
 class StudyDefinition:
     """The axes of a study, the stage configs every cell runs, and where its outputs go.
@@ -238,6 +260,22 @@ class StudyDefinition:
         """Every cell, in a fixed order (the order of `list` and of the SLURM array)."""
         grid = itertools.product(self.models, self.resolution_values, self.data_sizes, self.steps, self.seeds)
         return [Cell(m, d, s, k, r) for m, r, d, s, k in grid]
+
+    def upstream_of(self, cell: Cell) -> UpstreamRun:
+        """The upstream run `cell` fine-tunes from (shared by every cell with its upstream settings)."""
+        sets_upstream = cell.resolution is not None and bool((self.resolutions or {}).get(cell.resolution, {}).get("upstream"))
+        return UpstreamRun(cell.model, cell.data_size, cell.steps, cell.seed, cell.resolution if sets_upstream else None)
+
+    def upstream_runs(self, cells: list[Cell] | None = None) -> list[UpstreamRun]:
+        """The distinct upstream runs of `cells` (default: every cell), in cell order."""
+        return list(dict.fromkeys(self.upstream_of(c) for c in (self.cells() if cells is None else cells)))
+
+    def upstream_run(self, name: str) -> UpstreamRun:
+        """The upstream run called `name`; `StudyConfigError` when there is none."""
+        for run in self.upstream_runs():
+            if run.name == name:
+                return run
+        raise StudyConfigError(f"study config {self.source}: no upstream run named {name!r}; `python -m study list {self.source}` lists them")
 
     def cell(self, name: str) -> Cell:
         """The cell called `name`; `StudyConfigError` naming the study when there is none."""

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from study.definition import Cell, StudyConfigError, StudyDefinition
-from study.layout import CellPaths
+from study.definition import Cell, StudyConfigError, StudyDefinition, UpstreamRun
+from study.layout import CellPaths, UnitPaths, UpstreamPaths
 
 
 def nested(dotted: dict[str, Any]) -> dict:
@@ -61,19 +61,23 @@ def stage_callbacks(config_paths: list[str]) -> tuple[list[dict], str]:
     return callbacks, source
 
 
-def _set_outputs(callbacks: list[dict], stage: str, study: StudyDefinition, paths: CellPaths) -> dict[str, int]:
-    """Point every callback that writes files at the cell's or study's folders, and give the grid
-    report the study's axes (steps and data sizes, the integers the result files record: a cell's
-    ``data.subset_size``) and its ``fallback_reference``; count the callbacks by class."""
+def _set_outputs(callbacks: list[dict], study: StudyDefinition, paths: UnitPaths, cell: Cell | None) -> dict[str, int]:
+    """Point every callback that writes files at the unit's or study's folders: checkpoints in
+    the unit's folder; the OOD evaluation's result at the cell's result file, with the cell's
+    axes as what the run is (the study alone knows a cell); the grid report at the study's grid,
+    with its axes (steps and data sizes, the integers the result files record) and
+    ``fallback_reference``. Counts the callbacks by class."""
     seen: dict[str, int] = {}
     for cb in callbacks:
         name = _class_name(cb)
         seen[name] = seen.get(name, 0) + 1
         args = cb.setdefault("init_args", {})
         if name == "ModelCheckpoint":
-            args["dirpath"] = str(paths.checkpoint_dir(stage))
-        elif name == "OODEvaluation":
-            args["results_dir"] = str(study.results_dir)
+            args["dirpath"] = str(paths.checkpoint_dir)
+        elif name == "OODEvaluation" and cell is not None:
+            args.pop("results_dir", None)
+            args.update(result_file=str(CellPaths(Path(study.runs_dir), cell.name).result),
+                        record={**cell.axes(), "run_name": cell.name})
         elif name == "GridReport":  # the grid `python -m study report` draws: the study's axes and reference rule
             args.update(results_dir=str(study.results_dir), out_dir=str(study.grid_dir), model_order=list(study.models),
                         steps=list(study.steps), data_sizes=list(study.data_sizes),
@@ -81,37 +85,58 @@ def _set_outputs(callbacks: list[dict], stage: str, study: StudyDefinition, path
     return seen
 
 
-def stage_overrides(study: StudyDefinition, cell: Cell, stage: str) -> dict:
-    """The mapping written to ``cells/<cell>/<stage>.yaml`` (see the module docstring).
-
-    Raises `StudyConfigError` when the stage cannot serve a study: an upstream stage must keep
-    its last checkpoint (a ``ModelCheckpoint`` with ``save_last: true``), a downstream stage
-    must write the result file (``callbacks.ood_evaluation.OODEvaluation``).
-    """
-    paths = CellPaths(Path(study.runs_dir), cell.name)
-    configs = [study.stage_config(stage, cell.model), *study.extra_configs(stage)]
-    callbacks, source = stage_callbacks(configs)
-    seen = _set_outputs(callbacks, stage, study, paths)
-    out: dict = {
-        "seed_everything": cell.seed,
+def _base(paths: UnitPaths, seed: int, callbacks: list[dict]) -> dict:
+    return {
+        "seed_everything": seed,
         "trainer": {
             "enable_progress_bar": False,  # the log is a file: progress bars only fill it
-            "logger": {"init_args": {"save_dir": str(paths.tb_root), "name": paths.tb_name(stage)}},
+            "logger": {"init_args": {"save_dir": str(paths.tb_root), "name": paths.tb_name}},
             "callbacks": callbacks,
         },
     }
+
+
+def upstream_overrides(study: StudyDefinition, run: UpstreamRun) -> dict:
+    """The mapping written to ``upstream/<run>/upstream.yaml``: the run's model, data size, steps
+    and seed, where its logs and checkpoints go, and what the study sets upstream for its model
+    (and resolution, when that axis sets upstream values). `StudyConfigError` when the stage
+    does not keep its last checkpoint (a ``ModelCheckpoint`` with ``save_last: true``): the
+    cells start from it."""
+    paths = UpstreamPaths(Path(study.runs_dir), run.name)
+    configs = [study.stage_config("upstream", run.model), *study.extra_configs("upstream")]
+    callbacks, source = stage_callbacks(configs)
+    _set_outputs(callbacks, study, paths, None)
+    keeps_last = any(_class_name(c) == "ModelCheckpoint" and c.get("init_args", {}).get("save_last") for c in callbacks)
+    if not keeps_last:
+        raise StudyConfigError(f"{source or configs[0]}: the upstream stage needs a lightning.pytorch.callbacks.ModelCheckpoint with save_last: true (the downstream stage starts from it)")
+    out = _base(paths, run.seed, callbacks)
+    out["trainer"]["max_steps"] = run.steps
+    out["model"] = {"init_args": {"backbone": run.model}}
+    out["data"] = {"init_args": {"subset_size": run.data_size}}
+    return with_study_values(out, study, run.model, run.resolution, "upstream")
+
+
+def downstream_overrides(study: StudyDefinition, cell: Cell) -> dict:
+    """The mapping written to ``cells/<cell>/downstream.yaml``: the upstream run's final
+    checkpoint, the seed, where logs, checkpoints and the result go (with the cell's axes), and
+    what the study sets downstream. `StudyConfigError` without the OOD evaluation callback."""
+    paths = CellPaths(Path(study.runs_dir), cell.name)
+    configs = [study.stage_config("downstream", cell.model), *study.extra_configs("downstream")]
+    callbacks, source = stage_callbacks(configs)
+    seen = _set_outputs(callbacks, study, paths, cell)
+    if not seen.get("OODEvaluation"):
+        raise StudyConfigError(f"{source or configs[0]}: the downstream stage needs the callbacks.ood_evaluation.OODEvaluation callback (it writes the cell's result file)")
+    out = _base(paths, cell.seed, callbacks)
+    upstream = UpstreamPaths(Path(study.runs_dir), study.upstream_of(cell).name)
+    out["model"] = {"init_args": {"upstream_checkpoint": str(upstream.checkpoint)}}
+    return with_study_values(out, study, cell.model, cell.resolution, "downstream")
+
+
+def stage_overrides(study: StudyDefinition, cell: Cell, stage: str) -> dict:
+    """`upstream_overrides` of the cell's upstream run, or the cell's `downstream_overrides`."""
     if stage == "upstream":
-        keeps_last = any(_class_name(c) == "ModelCheckpoint" and c.get("init_args", {}).get("save_last") for c in callbacks)
-        if not keeps_last:
-            raise StudyConfigError(f"{source or configs[0]}: the upstream stage needs a lightning.pytorch.callbacks.ModelCheckpoint with save_last: true (the downstream stage starts from it)")
-        out["trainer"]["max_steps"] = cell.steps
-        out["model"] = {"init_args": {"backbone": cell.model}}
-        out["data"] = {"init_args": {"subset_size": cell.data_size}}
-    else:
-        if not seen.get("OODEvaluation"):
-            raise StudyConfigError(f"{source or configs[0]}: the downstream stage needs the callbacks.ood_evaluation.OODEvaluation callback (it writes the cell's result file)")
-        out["model"] = {"init_args": {"upstream_checkpoint": str(paths.upstream_checkpoint)}}
-    return with_study_values(out, study, cell.model, cell.resolution, stage)
+        return upstream_overrides(study, study.upstream_of(cell))
+    return downstream_overrides(study, cell)
 
 
 def with_study_values(base: dict, study: StudyDefinition, model: str, resolution: int | None, stage: str) -> dict:

@@ -1,73 +1,67 @@
-"""The state of a cell: pending, running, done or failed.
+"""The state of a unit of work (an upstream run or a cell): pending, running, preempted, done, failed.
 
-``done`` is decided by the result file alone (present and valid), so a result copied in from
-elsewhere counts and nothing can say "done" without one. ``running`` and ``failed`` come from
-a small marker, ``cells/<cell>/state.json``, written atomically by whoever runs the cell (a
-local worker or a SLURM task). A ``running`` marker left by a process that is gone from this
-host reads ``failed`` (interrupted); one from another host cannot be checked and reads
-``running`` with its host and SLURM job, so the user can tell.
+- ``done``: a cell's valid result file (a result copied in counts; nothing says "done"
+  without one); an upstream run's ``done.json`` beside its final checkpoint.
+- ``running``: a live claim (`study.claims`): some process works on it now.
+- ``preempted``: stopped by a signal (``state.json`` says so), or started by a process that is
+  gone without saying why (killed, node lost). The next plain ``run`` continues it from its
+  last checkpoint.
+- ``failed``: raised an error (``state.json``, with the error and the log); rerun only with
+  ``--retry-failed``. A cell whose result file is invalid is failed too.
+- ``pending``: none of the above.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.files import atomic_write_json
-from study.layout import CellPaths
+from study.claims import describe, is_stale, read_claim, who
+from study.layout import CellPaths, UnitPaths, UpstreamPaths
 from study.results import ResultSchemaError, validate_record
 
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-STATES = (PENDING, RUNNING, DONE, FAILED)
+PENDING, RUNNING, PREEMPTED, DONE, FAILED = "pending", "running", "preempted", "done", "failed"
+STATES = (PENDING, RUNNING, PREEMPTED, DONE, FAILED)
 
 
 @dataclass(frozen=True)
-class CellStatus:
-    """A cell's state and a one-line detail (the error and log path of a failed cell, the host
-    and job of a running one, the result file of a done one)."""
+class Status:
+    """A unit's state and a one-line detail (the error and log of a failed unit, the host and
+    job of a running one, the result or checkpoint of a done one)."""
 
     state: str
     detail: str = ""
+
+
+CellStatus = Status  # the name the rest of the study used for a cell's
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _who() -> dict:
-    who = {"host": socket.gethostname(), "pid": os.getpid()}
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
-    if job:
-        who["slurm_job"] = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in os.environ else job
-    return who
+def mark(paths: UnitPaths, state: str, **fields) -> None:
+    """Record `state` of the unit (with this process and the log path) in its ``state.json``."""
+    atomic_write_json(paths.state, {"state": state, "at": _now(), "log": str(paths.log), **who(), **fields})
 
 
-def mark_running(paths: CellPaths) -> None:
-    """Record that this process (host, pid, SLURM job if any) has started the cell."""
-    atomic_write_json(paths.state, {"state": RUNNING, "started": _now(), "log": str(paths.log), **_who()})
+def mark_running(paths: UnitPaths) -> None:
+    mark(paths, RUNNING)
 
 
-def mark_failed(paths: CellPaths, error: str) -> None:
-    """Record a failure: `error` is one line; the log path is kept for the report."""
-    atomic_write_json(paths.state, {"state": FAILED, "finished": _now(), "error": error, "log": str(paths.log), **_who()})
+def mark_failed(paths: UnitPaths, error: str) -> None:
+    """`error` is one line; the log path is kept for `list`."""
+    mark(paths, FAILED, error=error)
 
 
-def mark_done(paths: CellPaths) -> None:
-    """Record a clean finish (the result file is what makes the cell done)."""
-    atomic_write_json(paths.state, {"state": DONE, "finished": _now(), "result": str(paths.result), **_who()})
+def mark_preempted(paths: UnitPaths, why: str) -> None:
+    mark(paths, PREEMPTED, why=why)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
+def mark_done(paths: UnitPaths) -> None:
+    mark(paths, DONE)
 
 
 def _result_problem(path: Path) -> str | None:
@@ -79,24 +73,36 @@ def _result_problem(path: Path) -> str | None:
     return None
 
 
-def cell_status(paths: CellPaths) -> CellStatus:
-    """The state of one cell (see the module docstring for the rules)."""
-    if paths.result.exists():
-        problem = _result_problem(paths.result)
-        if problem is None:
-            return CellStatus(DONE, str(paths.result))
-        return CellStatus(FAILED, f"result file {paths.result} is invalid ({problem}); log: {paths.log}")
+def _from_markers(paths: UnitPaths) -> Status:
+    """The state of a unit that is not done: from its claim, then its ``state.json``."""
+    holder = read_claim(paths.claim)
+    if holder is not None and not is_stale(holder):
+        return Status(RUNNING, f"on {describe(holder)} since {holder.get('claimed', '?')}; log: {paths.log}")
     try:
         marker = json.loads(paths.state.read_text())
     except (OSError, json.JSONDecodeError):
-        return CellStatus(PENDING)
-    where = f"{marker.get('host', '?')} pid {marker.get('pid', '?')}" + (f", SLURM job {marker['slurm_job']}" if "slurm_job" in marker else "")
-    if marker.get("state") == RUNNING:
-        pid = marker.get("pid")
-        if marker.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
-            return CellStatus(FAILED, f"interrupted: {where} is gone; log: {paths.log}")
-        return CellStatus(RUNNING, f"since {marker.get('started', '?')} on {where}; log: {paths.log}")
+        return Status(PENDING)
     if marker.get("state") == FAILED:
-        return CellStatus(FAILED, f"{marker.get('error', 'unknown error')}; log: {paths.log}")
-    # a "done" marker without a result file: the result was deleted, so the cell is to run again
-    return CellStatus(PENDING)
+        return Status(FAILED, f"{marker.get('error', 'unknown error')}; log: {paths.log}")
+    if marker.get("state") == PREEMPTED:
+        return Status(PREEMPTED, f"{marker.get('why', 'stopped')} at {marker.get('at', '?')}; continues from its last checkpoint")
+    if marker.get("state") == RUNNING:  # started, and its claimant is gone without a word
+        return Status(PREEMPTED, f"interrupted: {describe(marker)} is gone; continues from its last checkpoint")
+    return Status(PENDING)  # "done" without a result: the result was deleted, so it runs again
+
+
+def cell_status(paths: CellPaths) -> Status:
+    """The state of one cell (see the module docstring)."""
+    if paths.result.exists():
+        problem = _result_problem(paths.result)
+        if problem is None:
+            return Status(DONE, str(paths.result))
+        return Status(FAILED, f"result file {paths.result} is invalid ({problem}); log: {paths.log}")
+    return _from_markers(paths)
+
+
+def upstream_status(paths: UpstreamPaths) -> Status:
+    """The state of one upstream run (done: ``done.json`` and its checkpoint exist)."""
+    if paths.done.exists() and paths.checkpoint.exists():
+        return Status(DONE, str(paths.checkpoint))
+    return _from_markers(paths)

@@ -176,12 +176,13 @@ def test_stacked_value_and_benchmark_problem_by_hand():
 
 def test_missing_extra_config_lists_but_does_not_run(tmp_path, capsys, monkeypatch):
     ran = []
-    monkeypatch.setattr("study.runner.run_cell", lambda study, cell: ran.append(cell.name))
+    for stage in ("run_upstream", "run_downstream"):
+        monkeypatch.setattr(f"study.runner.{stage}", lambda study, unit: ran.append(unit.name))
     missing = tmp_path / "data/ood_options.yaml"  # the quickstart writes it before running
     path = write_study(tmp_path, benchmarks=["imagenet_a"], downstream_extra_configs=[str(missing)])
     assert StudyDefinition.from_yaml(path).downstream_extra_configs == [str(missing)]
     assert main(["list", str(path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "8 cells: 8 pending, 0 running, 0 done, 0 failed"
+    assert capsys.readouterr().out.splitlines()[-1] == "8 cells: 8 pending, 0 running, 0 preempted, 0 done, 0 failed"
     for command in ("run", "slurm"):
         assert main([command, str(path)]) == 2
         err = capsys.readouterr().err
@@ -199,7 +200,8 @@ def test_missing_extra_config_lists_but_does_not_run(tmp_path, capsys, monkeypat
 
 def test_run_refuses_a_study_that_evaluates_nothing_or_writes_no_result(tmp_path, capsys, monkeypatch):
     ran = []
-    monkeypatch.setattr("study.runner.run_cell", lambda study, cell: ran.append(cell.name))
+    for stage in ("run_upstream", "run_downstream"):
+        monkeypatch.setattr(f"study.runner.{stage}", lambda study, unit: ran.append(unit.name))
     empty = tmp_path / "empty.yaml"
     empty.write_text(yaml.safe_dump({"data": {"init_args": {"benchmarks": []}}}))
     path = write_study(tmp_path, downstream_extra_configs=[str(empty)])

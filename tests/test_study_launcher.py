@@ -1,7 +1,9 @@
-"""The study launcher: definition, per-cell overrides, states, resume, SLURM script, CLI.
+"""The study launcher: definition, shared upstream runs, overrides, claims, states, resume,
+SLURM scripts, CLI.
 
-No training here: a cell's work is a fake that writes what the real stages write (a
-checkpoint with ``study_cell``, a result file named by the cell), so these tests are fast.
+No training here: a stage is a fake that writes what the real stages write (an upstream
+checkpoint of the budgeted step; a result file where the override file says, with the cell's
+axes), so these tests are fast. Real stages: tests/test_study_real_cell.py.
 """
 from __future__ import annotations
 
@@ -18,15 +20,16 @@ import pytest
 import torch
 import yaml
 
-from study.cell_run import collect_seeds, run_cell, stage_args
+from study import claims
+from study.cell_run import UpstreamNotReady, collect_seeds, ready_upstream, run_downstream, run_upstream
 from study.cli import main
-from study.definition import Cell, StudyConfigError, StudyDefinition
-from study.layout import CellPaths
-from study.overrides import merge, nested, stage_overrides
-from study.results import read_results, result_path, write_result
-from study.runner import attempt, cell_statuses, plan, run_study
+from study.definition import Cell, StudyConfigError, StudyDefinition, UpstreamRun
+from study.layout import CellPaths, UpstreamPaths
+from study.overrides import downstream_overrides, merge, nested, stage_overrides, upstream_overrides
+from study.results import read_results, write_result
+from study.runner import Unit, attempt, cell_statuses, plan, run_study, upstream_statuses, work
 from study.slurm import array_spec, slurm_jobs, write_slurm_scripts
-from study.state import DONE, FAILED, PENDING, RUNNING, cell_status, mark_running
+from study.state import DONE, FAILED, PENDING, PREEMPTED, RUNNING, cell_status, mark_running, upstream_status
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN = str(REPO / "configs/miniature/pretrain.yaml")
@@ -108,42 +111,63 @@ def test_nested_and_merge():
     assert merge({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2], "d": 3}}) == {"a": {"b": 1, "c": [2], "d": 3}}
 
 
-def test_upstream_overrides_set_the_cell_and_its_checkpoint_dir(tmp_path):
+# ----------------------------------------------------------------------------- shared upstream runs, overrides
+
+
+RES_DOWN = {32: {"downstream": {"data.init_args.crop": 32}}, 40: {"downstream": {"data.init_args.crop": 40}}}
+
+
+def test_cells_share_an_upstream_run_exactly_when_their_upstream_settings_are_equal(tmp_path):
+    down_only = StudyDefinition.from_dict(study_dict(tmp_path, resolutions=RES_DOWN))
+    assert len(down_only.cells()) == 16 and len(down_only.upstream_runs()) == 8  # both resolutions share
+    a, b = Cell("small_net", 100, 10, 0, 32), Cell("small_net", 100, 10, 0, 40)
+    assert down_only.upstream_of(a) == down_only.upstream_of(b) == UpstreamRun("small_net", 100, 10, 0)
+    both = StudyDefinition.from_dict(study_dict(tmp_path, resolutions={
+        32: {"upstream": {"data.init_args.resolution": 32}}, 40: {"upstream": {"data.init_args.resolution": 40}}}))
+    assert len(both.upstream_runs()) == 16 and both.upstream_of(a).name == "small_net-size=100-steps=10-seed=0-res=32"
+    assert StudyDefinition.from_dict(study_dict(tmp_path, seeds=[0, 1])).upstream_runs()[1].seed == 1
+
+
+def test_upstream_overrides_set_the_run_and_its_checkpoint_dir(tmp_path):
     study = StudyDefinition.from_dict(study_dict(tmp_path, seeds=[3]))
-    cell = Cell("big_net", 400, 40, 3)
-    o = stage_overrides(study, cell, "upstream")
+    run = UpstreamRun("big_net", 400, 40, 3)
+    o = upstream_overrides(study, run)
     runs = tmp_path / "runs"
     assert o["seed_everything"] == 3
     assert o["model"] == {"init_args": {"backbone": "big_net"}}
     assert o["data"] == {"init_args": {"subset_size": 400}}
     assert o["trainer"]["max_steps"] == 40
-    assert o["trainer"]["logger"]["init_args"] == {"save_dir": str(runs / "tb"), "name": f"pretrain/{cell.name}"}
-    ckpt = o["trainer"]["callbacks"][0]  # the stage config's own callbacks follow (throughput monitor)
-    assert ckpt["class_path"] == "lightning.pytorch.callbacks.ModelCheckpoint"
+    assert o["trainer"]["logger"]["init_args"] == {"save_dir": str(runs / "tb"), "name": f"pretrain/{run.name}"}
+    [ckpt] = [c for c in o["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
     assert ckpt["init_args"] == {"save_last": True, "save_top_k": 0, "every_n_train_steps": 10,
-                                 "dirpath": str(runs / "cells" / cell.name / "checkpoints/upstream")}
+                                 "dirpath": str(runs / "upstream" / run.name / "checkpoints")}
+    assert stage_overrides(study, Cell("big_net", 400, 40, 3), "upstream") == o
 
 
-def test_downstream_overrides_point_callbacks_at_the_study(tmp_path):
+def test_downstream_overrides_tell_the_run_what_it_is_and_where_its_result_goes(tmp_path):
     study = StudyDefinition.from_dict(study_dict(tmp_path, benchmarks=["imagenet_a"], resolutions={
         40: {"downstream": {"data.init_args.crop": 40, "data.init_args.resize": 45}, "upstream": {"data.init_args.resolution": 40}}}))
     cell = Cell("small_net", 100, 10, 0, 40)
-    o = stage_overrides(study, cell, "downstream")
+    o = downstream_overrides(study, cell)
     runs = tmp_path / "runs"
-    assert o["model"] == {"init_args": {"upstream_checkpoint": str(runs / "cells" / cell.name / "checkpoints/upstream/last.ckpt")}}
+    upstream = runs / "upstream" / study.upstream_of(cell).name / "checkpoints/last.ckpt"
+    assert o["model"] == {"init_args": {"upstream_checkpoint": str(upstream)}}
     assert o["data"] == {"init_args": {"benchmarks": ["imagenet_a"], "crop": 40, "resize": 45}}
-    ood, grid = o["trainer"]["callbacks"][:2]
-    assert ood["init_args"] == {"results_dir": str(runs / "results")}
+    callbacks = {c["class_path"].rsplit(".", 1)[-1]: c["init_args"] for c in o["trainer"]["callbacks"]}
+    assert callbacks["OODEvaluation"] == {"result_file": str(runs / "results" / f"{cell.name}.json"),
+                                          "record": {**cell.axes(), "run_name": cell.name}}
     # the study's axes (a row no result has stays on the grid) and its reference rule
-    assert grid["init_args"] == {"results_dir": str(runs / "results"), "out_dir": str(runs / "grid"), "model_order": ["small_net", "big_net"],
-                                 "steps": [10, 40], "data_sizes": [100, 400], "fallback_reference": False}
+    assert callbacks["GridReport"] == {"results_dir": str(runs / "results"), "out_dir": str(runs / "grid"),
+                                       "model_order": ["small_net", "big_net"], "steps": [10, 40], "data_sizes": [100, 400],
+                                       "fallback_reference": False}
+    assert callbacks["ModelCheckpoint"]["dirpath"] == str(runs / "cells" / cell.name / "checkpoints/downstream")
     assert "max_steps" not in o["trainer"]  # the HyperRule decides downstream
-    assert stage_overrides(study, cell, "upstream")["data"]["init_args"] == {"subset_size": 100, "resolution": 40}
+    assert upstream_overrides(study, study.upstream_of(cell))["data"]["init_args"] == {"subset_size": 100, "resolution": 40}
 
 
 def test_the_studys_fallback_reference_reaches_the_grid_report(tmp_path):
     study = StudyDefinition.from_dict(study_dict(tmp_path, fallback_reference=True, data_sizes=[400, 100]))
-    callbacks = stage_overrides(study, Cell("big_net", 400, 40, 0), "downstream")["trainer"]["callbacks"]
+    callbacks = downstream_overrides(study, Cell("big_net", 400, 40, 0))["trainer"]["callbacks"]
     [grid] = [c for c in callbacks if c["class_path"] == "callbacks.grid_report.GridReport"]
     assert grid["init_args"]["fallback_reference"] is True
     assert grid["init_args"]["data_sizes"] == [400, 100] and grid["init_args"]["steps"] == [10, 40]
@@ -160,88 +184,19 @@ def test_stage_that_cannot_serve_a_study_is_refused(tmp_path):
         stage_overrides(study, study.cells()[0], "downstream")
 
 
-# ----------------------------------------------------------------------------- one cell, fake stages
-
-
-class FakeStages:
-    """Stands in for `cli_main`: merges the stacked configs as LightningCLI does and writes what
-    the real stages write (upstream: last.ckpt with ``study_cell``; downstream: the result file
-    at ``results_dir/<study_cell run_name>.json``, spreading ``study_cell`` into the record as
-    the OOD callback does) plus ``config.yaml`` in a versioned log dir."""
-
-    def __init__(self, fail_downstream: bool = False):
-        self.calls: list[list[str]] = []
-        self.fail_downstream = fail_downstream
-
-    def __call__(self, args: list[str]):
-        self.calls.append(list(args))
-        config: dict = {}
-        for i, a in enumerate(args):
-            if a == "--config":
-                config = merge(config, yaml.safe_load(Path(args[i + 1]).read_text()) or {})
-        trainer = config["trainer"]
-        log_dir = Path(trainer["logger"]["init_args"]["save_dir"]) / trainer["logger"]["init_args"]["name"] / "version_0"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "config.yaml").write_text(yaml.safe_dump(config))
-        callbacks = {c["class_path"].rsplit(".", 1)[-1]: c["init_args"] for c in trainer["callbacks"]}
-        if "upstream_checkpoint" not in config["model"]["init_args"]:
-            cell = {"model": config["model"]["init_args"]["backbone"], "data_size": config["data"]["init_args"]["subset_size"],
-                    "steps": trainer["max_steps"], "seed": config["seed_everything"]}
-            ckpt = Path(callbacks["ModelCheckpoint"]["dirpath"]) / "last.ckpt"
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"study_cell": cell, "state_dict": {}}, ckpt)
-        else:
-            if self.fail_downstream:
-                raise RuntimeError("downstream exploded")
-            cell = torch.load(config["model"]["init_args"]["upstream_checkpoint"], weights_only=True)["study_cell"]
-            record = {**cell, "errors": {"imagenet_a": 0.5}, "timings": {"imagenet_a": {"seconds": 1.0, "images": 4}}}
-            write_result(result_path(Path(callbacks["OODEvaluation"]["results_dir"]), record), record)
-        return SimpleNamespace(trainer=SimpleNamespace(logger=SimpleNamespace(log_dir=str(log_dir))))
-
-
-def test_run_cell_writes_the_result_under_the_cells_name_with_the_study_fields(tmp_path):
-    study = StudyDefinition.from_dict(study_dict(tmp_path, resolutions={
-        32: {"downstream": {"data.init_args.crop": 32}}, 40: {"downstream": {"data.init_args.crop": 40}}}))
-    cell = Cell("small_net", 100, 10, 0, 40)
-    stages = FakeStages()
-    path = run_cell(study, cell, cli=stages)
-    paths = CellPaths(tmp_path / "runs", cell.name)
-    assert path == paths.result == tmp_path / "runs/results/small_net-size=100-steps=10-seed=0-res=40.json"
-    record = json.loads(path.read_text())
-    assert record["resolution"] == 40 and record["run_name"] == cell.name
-    assert record["config"]["downstream"]["data"]["init_args"]["crop"] == 40
-    assert record["config"]["upstream"]["trainer"]["max_steps"] == 10
-    assert record["seeds"]["upstream.seed_everything"] == 0 and record["seeds"]["upstream.data.init_args.subset_seed"] == 0
-    assert record["timings"]["imagenet_a"] == {"seconds": 1.0, "images": 4}  # the callback's timings are kept
-    assert record["timings"]["upstream"]["reused"] is False and record["timings"]["downstream"]["seconds"] >= 0
-    assert record["study"]["cell"] == cell.name and record["study"]["log"] == str(paths.log)
-    # the upstream checkpoint now names its cell, so the result could not land under another name
-    assert torch.load(paths.upstream_checkpoint, weights_only=True)["study_cell"]["run_name"] == cell.name
-    assert [a for a in stages.calls[0] if a.endswith(".yaml")][-1] == str(paths.overrides("upstream"))
-    # a second run of the same cell reuses the finished pre-training
-    stages2 = FakeStages()
-    run_cell(study, cell, cli=stages2)
-    assert len(stages2.calls) == 1 and json.loads(path.read_text())["timings"]["upstream"]["reused"] is True
-
-
-def test_interrupted_pretraining_resumes_from_its_checkpoint(tmp_path):
-    study = StudyDefinition.from_dict(study_dict(tmp_path))
-    cell = study.cells()[0]
-    paths = CellPaths(tmp_path / "runs", cell.name)
-    paths.upstream_checkpoint.parent.mkdir(parents=True)
-    torch.save({"study_cell": {}}, paths.upstream_checkpoint)  # left by a killed run, no upstream_done
-    stages = FakeStages()
-    run_cell(study, cell, cli=stages)
-    assert stages.calls[0][-2:] == ["--ckpt_path", str(paths.upstream_checkpoint)]
-    assert stages.calls[1][-2:] == ["--ckpt_path", "last"]  # fine-tuning continues its own last.ckpt, if any
-
-
-def test_stage_args_stack_extra_configs_before_the_cells_file(tmp_path):
-    study = StudyDefinition.from_dict(study_dict(tmp_path, downstream_extra_configs=["extra.yaml"]))
-    cell = study.cells()[0]
-    assert stage_args(study, cell, "downstream") == [
-        "fit", "--config", FINETUNE, "--config", "extra.yaml",
-        "--config", str(tmp_path / "runs/cells" / cell.name / "downstream.yaml")]
+def test_model_overrides_and_per_model_stage_configs(tmp_path):
+    study = StudyDefinition.from_dict(study_dict(
+        tmp_path, upstream_config={"small_net": PRETRAIN, "big_net": FINETUNE},
+        model_overrides={"big_net": {"downstream": {"trainer.num_nodes": 4, "data.init_args.batch_size": 16}}}))
+    small, big = Cell("small_net", 100, 10, 0), Cell("big_net", 100, 10, 0)
+    assert study.stage_config("upstream", "big_net") == FINETUNE and study.stage_config("upstream", "small_net") == PRETRAIN
+    o = downstream_overrides(study, big)
+    assert o["trainer"]["num_nodes"] == 4 and o["data"]["init_args"]["batch_size"] == 16
+    assert "num_nodes" not in downstream_overrides(study, small)["trainer"]
+    with pytest.raises(StudyConfigError, match="upstream_config must name every model exactly"):
+        StudyDefinition.from_dict(study_dict(tmp_path, upstream_config={"small_net": PRETRAIN}))
+    with pytest.raises(StudyConfigError, match="model_overrides must map models of the study"):
+        StudyDefinition.from_dict(study_dict(tmp_path, model_overrides={"other": {"upstream": {"a": 1}}}))
 
 
 def test_collect_seeds():
@@ -250,46 +205,122 @@ def test_collect_seeds():
         "up.seed_everything": 1, "up.data.init_args.subset_seed": 2, "cbs[0].mixup_seed": None}
 
 
-# ----------------------------------------------------------------------------- states, resume, retry
+# ----------------------------------------------------------------------------- stages, with a fake CLI
 
 
-def fake_execute(fail: set[str] = frozenset(), ran: list | None = None):
-    def execute(study, cell):
-        if ran is not None:
-            ran.append(cell.name)
-        print(f"training {cell.name}")
-        if cell.name in fail:
-            raise RuntimeError(f"loss is nan at step 7 of {cell.name}")
-        record = {**cell.axes(), "errors": {"imagenet_a": 0.5}}
-        write_result(CellPaths(Path(study.runs_dir), cell.name).result, record)
-    return execute
+class FakeStages:
+    """Stands in for `cli_main`: merges the stacked configs as LightningCLI does and writes what
+    the real stages write: upstream, ``last.ckpt`` of step ``max_steps`` in the ModelCheckpoint's
+    folder; downstream, the result at OODEvaluation's ``result_file`` with its ``record``; plus
+    ``config.yaml`` in the log dir. ``stop_upstream_at`` makes the upstream stage stop like a
+    signal does (a checkpoint of that step, SystemExit 143)."""
+
+    def __init__(self, fail_downstream: bool = False, stop_upstream_at: int | None = None):
+        self.calls: list[list[str]] = []
+        self.fail_downstream, self.stop_upstream_at = fail_downstream, stop_upstream_at
+
+    def __call__(self, args: list[str]):
+        self.calls.append(list(args))
+        config: dict = {}
+        for i, a in enumerate(args):
+            if a == "--config":
+                config = merge(config, yaml.safe_load(Path(args[i + 1]).read_text()) or {})
+        trainer = config["trainer"]
+        log_dir = Path(trainer["logger"]["init_args"]["save_dir"]) / trainer["logger"]["init_args"]["name"] / "run-fake"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        callbacks = {c["class_path"].rsplit(".", 1)[-1]: c.get("init_args", {}) for c in trainer["callbacks"]}
+        ckpt = Path(callbacks["ModelCheckpoint"]["dirpath"]) / "last.ckpt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        if "upstream_checkpoint" not in config["model"]["init_args"]:
+            step = trainer["max_steps"] if self.stop_upstream_at is None else self.stop_upstream_at
+            torch.save({"global_step": step, "state_dict": {}}, ckpt)
+            if self.stop_upstream_at is not None:
+                raise SystemExit(143)
+        else:
+            if self.fail_downstream:
+                raise RuntimeError("downstream exploded")
+            ood = callbacks["OODEvaluation"]
+            record = {**ood["record"], "errors": {"imagenet_a": 0.5}, "timings": {"imagenet_a": {"seconds": 1.0, "images": 4}}}
+            write_result(Path(ood["result_file"]), record)
+        return SimpleNamespace(trainer=SimpleNamespace(logger=SimpleNamespace(log_dir=str(log_dir))))
 
 
-def test_resume_skips_done_cells_and_failed_ones_until_asked(tmp_path):
+def stages_execute(stages: FakeStages):
+    return lambda study, target: (run_upstream(study, target, cli=stages) if isinstance(target, UpstreamRun)
+                                  else run_downstream(study, target, cli=stages))
+
+
+def test_two_resolutions_pretrain_once_and_each_cell_gets_its_result(tmp_path):
+    study = StudyDefinition.from_dict(study_dict(tmp_path, models=["small_net"], data_sizes=[100], steps=[10], resolutions=RES_DOWN))
+    stages, lines = FakeStages(), []
+    assert run_study(study, execute=stages_execute(stages), echo=lines.append) == []
+    upstream_calls = [c for c in stages.calls if any(a.endswith("upstream.yaml") for a in c)]
+    assert len(upstream_calls) == 1 and len(stages.calls) == 3  # one pre-training, two fine-tunings
+    assert all(c[-2:] == ["--ckpt_path", "last"] for c in stages.calls)  # a stopped stage continues its own checkpoint
+    assert "2 to run from 1 upstream run(s) to pre-train" in lines[0]
+    for cell in study.cells():
+        record = json.loads(CellPaths(tmp_path / "runs", cell.name).result.read_text())
+        assert record["run_name"] == cell.name and record["resolution"] == cell.resolution
+        assert record["config"]["downstream"]["data"]["init_args"]["crop"] == cell.resolution
+        assert record["config"]["upstream"]["trainer"]["max_steps"] == 10
+        assert record["study"]["upstream_run"] == "small_net-size=100-steps=10-seed=0"
+        assert record["seeds"]["upstream.seed_everything"] == 0
+        assert record["timings"]["imagenet_a"] == {"seconds": 1.0, "images": 4}  # the callback's timings are kept
+    assert [s.state for _, s in upstream_statuses(study)] == [DONE]
+
+
+def test_a_cell_refuses_an_unfinished_or_wrong_step_upstream_run(tmp_path):
     study = StudyDefinition.from_dict(study_dict(tmp_path))
-    names = [c.name for c in study.cells()]
-    bad = names[2]
-    ran: list[str] = []
-    lines: list[str] = []
-    failures = run_study(study, execute=fake_execute({bad}, ran), echo=lines.append)
-    assert ran == names  # one after another, in the study's order
-    log = CellPaths(tmp_path / "runs", bad).log
-    assert failures == [f"{bad}: RuntimeError: loss is nan at step 7 of {bad}; log: {log}"]
-    assert "Traceback" in log.read_text() and f"training {bad}" in log.read_text()
-    states = {c.name: s.state for c, s in cell_statuses(study)}
-    assert states == {n: (FAILED if n == bad else DONE) for n in names}
+    cell = study.cells()[0]
+    with pytest.raises(UpstreamNotReady, match=f"{cell.name}: its upstream run .* has not finished"):
+        ready_upstream(study, cell)
+    run_upstream(study, study.upstream_of(cell), cli=FakeStages())
+    paths = UpstreamPaths(tmp_path / "runs", study.upstream_of(cell).name)
+    assert json.loads(paths.done.read_text())["step"] == cell.steps
+    torch.save({"global_step": 3}, paths.checkpoint)  # e.g. overwritten by a stale stop checkpoint
+    with pytest.raises(UpstreamNotReady, match=r"is of step 3, not its budget 10"):
+        ready_upstream(study, cell)
+    with pytest.raises(RuntimeError, match=r"last checkpoint .* is of step 4, not 10"):
+        run_upstream(study, study.upstream_of(cell), cli=_StepFake(4))
 
-    ran.clear()
-    lines.clear()
-    assert run_study(study, execute=fake_execute(set(), ran), echo=lines.append) == []
-    assert ran == []  # nothing re-run: done cells skipped, the failed one only on request
-    assert any(l.startswith(f"{bad}: failed (RuntimeError") and "--retry-failed" in l for l in lines)
-    assert f"study tiny: 8 cells, 7 done, 0 to run with 1 worker(s)" in lines
 
-    assert run_study(study, retry_failed=True, execute=fake_execute(set(), ran), echo=lines.append) == []
-    assert ran == [bad]
-    assert all(s.state == DONE for _, s in cell_statuses(study))
-    assert log.read_text().count("===== ") == 2  # both attempts kept in the log
+class _StepFake(FakeStages):
+    """An upstream stage that ends normally but leaves a checkpoint of another step."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def __call__(self, args):
+        out = super().__call__(args)
+        config = merge({}, yaml.safe_load(Path([a for a in args if a.endswith("upstream.yaml")][0]).read_text()))
+        [ckpt] = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+        torch.save({"global_step": self.step}, Path(ckpt["init_args"]["dirpath"]) / "last.ckpt")
+        return out
+
+
+# ----------------------------------------------------------------------------- claims, states, stops
+
+
+def test_a_claim_is_held_once_and_a_dead_claimants_claim_is_taken_over(tmp_path):
+    path = tmp_path / "unit/claim.json"
+    first = claims.try_claim(path)
+    assert first is not None and claims.try_claim(path) is None  # held by this (live) process
+    first.release()
+    assert not path.exists()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "claimed": "then"}))
+    taken = claims.try_claim(path)
+    assert taken is not None and json.loads(path.read_text())["pid"] == os.getpid()
+    taken.release()
+    # another host: stale only once its heartbeat stopped
+    path.write_text(json.dumps({"host": "node-17", "pid": 1, "slurm_job": "991_3", "claimed": "then"}))
+    assert claims.try_claim(path) is None
+    old = path.stat().st_mtime - claims.STALE_AFTER_S - 1
+    os.utime(path, (old, old))
+    assert claims.try_claim(path) is not None
+    assert not list(path.parent.glob(".claim.json.stale-*"))
 
 
 def test_state_rules(tmp_path):
@@ -297,17 +328,17 @@ def test_state_rules(tmp_path):
     cell = study.cells()[0]
     paths = CellPaths(tmp_path / "runs", cell.name)
     assert cell_status(paths).state == PENDING
+    claim = claims.try_claim(paths.claim)
     mark_running(paths)
-    assert cell_status(paths).state == RUNNING  # this very process: alive
-    marker = json.loads(paths.state.read_text())
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
-    paths.state.write_text(json.dumps({**marker, "pid": int(dead)}))
-    status = cell_status(paths)
-    assert status.state == FAILED and status.detail.startswith(f"interrupted: {socket.gethostname()} pid {int(dead)} is gone")
-    paths.state.write_text(json.dumps({**marker, "host": "node-17", "slurm_job": "991_3"}))
+    assert cell_status(paths).state == RUNNING  # a live claim
+    claim.release()
+    status = cell_status(paths)  # "running" but nobody holds it: killed, continues next run
+    assert status.state == PREEMPTED and status.detail.startswith(f"interrupted: {socket.gethostname()} pid {os.getpid()} is gone")
+    paths.claim.write_text(json.dumps({"host": "node-17", "pid": 5, "slurm_job": "991_3", "claimed": "now"}))
     status = cell_status(paths)
     assert status.state == RUNNING and "node-17" in status.detail and "SLURM job 991_3" in status.detail
     assert plan(study)[1] == [f"{cell.name}: running ({status.detail}); left alone"]
+    paths.claim.unlink()
     # a half-written result file does not make the cell done
     paths.result.parent.mkdir(parents=True)
     paths.result.write_text('{"model": "small_net", "data_si')
@@ -315,7 +346,43 @@ def test_state_rules(tmp_path):
     assert status.state == FAILED and f"result file {paths.result} is invalid" in status.detail
 
 
-def test_interrupt_marks_failed_and_propagates(tmp_path):
+def test_a_stopped_unit_is_preempted_and_continues_on_the_next_plain_run(tmp_path):
+    study = StudyDefinition.from_dict(study_dict(tmp_path, models=["small_net"], data_sizes=[100], steps=[10], resolutions=RES_DOWN))
+    run = study.upstream_runs()[0]
+    lines: list[str] = []
+    stopped = FakeStages(stop_upstream_at=6)
+    assert run_study(study, execute=stages_execute(stopped), echo=lines.append) == []
+    assert len(stopped.calls) == 1 and lines[-1].endswith("PREEMPTED (continues next run) in 0s")  # no cell started
+    status = upstream_status(UpstreamPaths(tmp_path / "runs", run.name))
+    assert status.state == PREEMPTED and "continues from its last checkpoint" in status.detail
+    resumed = FakeStages()
+    assert run_study(study, execute=stages_execute(resumed), echo=lines.append) == []  # no --retry-failed needed
+    assert len(resumed.calls) == 3 and resumed.calls[0][-2:] == ["--ckpt_path", "last"]
+    assert all(s.state == DONE for _, s in cell_statuses(study))
+
+
+def test_a_failed_upstream_run_holds_its_cells_until_retried(tmp_path):
+    study = StudyDefinition.from_dict(study_dict(tmp_path, models=["small_net"], data_sizes=[100], steps=[10], resolutions=RES_DOWN))
+    run = study.upstream_runs()[0]
+
+    def failing(study, target):
+        if isinstance(target, UpstreamRun):
+            raise RuntimeError("loss is nan at step 7")
+        raise AssertionError("a cell ran without its upstream run")
+
+    failures = run_study(study, execute=failing, echo=lambda line: None)
+    log = UpstreamPaths(tmp_path / "runs", run.name).log
+    assert failures == [f"upstream {run.name}: RuntimeError: loss is nan at step 7; log: {log}"]
+    assert "Traceback" in log.read_text()
+    lines: list[str] = []
+    assert run_study(study, execute=failing, echo=lines.append) == []  # nothing runs without --retry-failed
+    assert sum("waits for upstream" in l and "--retry-failed" in l for l in lines) == 2
+    stages = FakeStages()
+    assert run_study(study, retry_failed=True, execute=stages_execute(stages), echo=lambda line: None) == []
+    assert len(stages.calls) == 3 and log.read_text().count("===== ") == 2  # both attempts kept in the log
+
+
+def test_interrupt_marks_preempted_and_propagates(tmp_path):
     study = StudyDefinition.from_dict(study_dict(tmp_path))
     cell = study.cells()[0]
 
@@ -325,7 +392,63 @@ def test_interrupt_marks_failed_and_propagates(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         attempt(study, cell, interrupted)
     status = cell_status(CellPaths(tmp_path / "runs", cell.name))
-    assert status.state == FAILED and "interrupted (KeyboardInterrupt)" in status.detail
+    assert status.state == PREEMPTED and "interrupted (KeyboardInterrupt)" in status.detail
+
+
+def test_logging_works_for_every_unit_in_one_process(tmp_path, capfd):
+    import logging
+
+    study = StudyDefinition.from_dict(study_dict(tmp_path))
+    logger = logging.getLogger("study_test.made_during_a_unit")
+
+    def execute(study, target):
+        if not logger.handlers:  # as Lightning makes its handlers on first use: with the unit's log as stderr
+            logger.addHandler(logging.StreamHandler())
+            logger.setLevel(logging.INFO)
+        logger.info(f"training {target.name}")
+        write_result(CellPaths(Path(study.runs_dir), target.name).result, {**target.axes(), "errors": {"imagenet_a": 0.5}})
+
+    try:
+        for cell in study.cells()[:2]:
+            assert attempt(study, Unit("cell", cell, CellPaths(tmp_path / "runs", cell.name)), execute) is None
+        logger.info("after the units")
+    finally:
+        logger.handlers.clear()
+    assert "Logging error" not in capfd.readouterr().err
+    for cell in study.cells()[:2]:
+        assert f"training {cell.name}" in CellPaths(tmp_path / "runs", cell.name).log.read_text()
+
+
+def _work_in_a_process(raw: dict, ran: str) -> None:
+    study = StudyDefinition.from_dict(raw)
+
+    def execute(study, target):
+        with open(ran, "a") as f:
+            f.write(f"{os.getpid()} {target.name} {'up' if isinstance(target, UpstreamRun) else 'cell'}\n")
+        return stages_execute(FakeStages())(study, target)
+
+    work(study, execute=execute, poll_s=0.2)
+
+
+@pytest.mark.slow
+def test_two_runners_on_one_study_run_every_unit_once(tmp_path):
+    import multiprocessing as mp
+
+    raw = study_dict(tmp_path, resolutions=RES_DOWN)  # 16 cells from 8 upstream runs
+    ran = tmp_path / "ran.txt"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_work_in_a_process, args=(raw, str(ran))) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    rows = [line.split() for line in ran.read_text().splitlines()]
+    units = [(name, kind) for _, name, kind in rows]
+    assert len(units) == len(set(units)) == 8 + 16  # each upstream run and each cell once
+    assert len({pid for pid, _, _ in rows}) == 2  # both runners did work
+    study = StudyDefinition.from_dict(raw)
+    assert all(s.state == DONE for _, s in cell_statuses(study))
 
 
 # ----------------------------------------------------------------------------- SLURM
@@ -338,89 +461,89 @@ def test_array_spec():
         array_spec(0)
 
 
-def test_slurm_script_has_one_task_per_pending_cell_and_runs_the_right_one(tmp_path):
-    config = write_study(tmp_path, slurm={"partition": "gpu", "gpus_per_node": 8, "ntasks_per_node": 8,
-                                          "time": "2-00:00:00", "max_parallel": 3, "setup": ["module load cuda"]})
+def test_slurm_arrays_pretrain_each_upstream_run_once_then_run_the_cells(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = write_study(tmp_path, resolutions=RES_DOWN, slurm={"partition": "gpu", "gpus_per_node": 8, "ntasks_per_node": 8,
+                                                                "time": "2-00:00:00", "max_parallel": 3, "setup": ["module load cuda"]})
     study = StudyDefinition.from_yaml(config)
     cells = study.cells()
-    for done in cells[:3]:  # three cells finished earlier
+    first = [c for c in cells if study.upstream_of(c) == study.upstream_runs()[0]]
+    assert len(first) == 2
+    for done in first:  # both resolutions of the first upstream run finished earlier
         write_result(CellPaths(tmp_path / "runs", done.name).result, {**done.axes(), "errors": {"imagenet_a": 0.4}})
-    to_run = plan(study)[0]
-    assert to_run == cells[3:]
-    [(script, n)] = write_slurm_scripts(study, to_run, config_path=config, repo_root=tmp_path, python="/venv/bin/python")
-    assert script == tmp_path / "runs/slurm/tiny.sbatch" and n == 5 and script.stat().st_mode & stat.S_IXUSR
-    text = script.read_text()
-    assert "#SBATCH --array=0-4%3\n" in text  # 8 cells - 3 done = 5 tasks, at most 3 at once
-    for directive in ("--job-name=tiny", "--partition=gpu", "--gpus-per-node=8", "--ntasks-per-node=8",
-                      "--time=2-00:00:00", f"--output={tmp_path}/runs/logs/slurm-%A_%a.out"):
-        assert f"#SBATCH {directive}\n" in text
-    assert f"srun /venv/bin/python -m study cell {config} \"$CELL\"\n" in text
-    assert "module load cuda\n" in text
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    # run task 1 with a stand-in srun that prints what it was asked to run
+    left = [c for c in cells if c not in first]
+    assert main(["slurm", str(config)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    up, ft = tmp_path / "runs/slurm/tiny-upstream.sbatch", tmp_path / "runs/slurm/tiny-cells.sbatch"
+    assert out == ["7 upstream run(s) to pre-train, 14 cell(s) to run, 2 done (skipped)",
+                   f"wrote {up}: 7 array task(s), one per upstream run", f"wrote {ft}: 14 array task(s), one per cell",
+                   f"up0=$(sbatch --parsable {up})", f"sbatch --dependency=afterok:$up0 {ft}"]
+    for script, n, command in ((up, 7, "upstream"), (ft, 14, "cell")):
+        text = script.read_text()
+        assert f"#SBATCH --array=0-{n - 1}%3\n" in text and script.stat().st_mode & stat.S_IXUSR
+        for directive in ("--partition=gpu", "--gpus-per-node=8", "--ntasks-per-node=8", "--time=2-00:00:00",
+                          f"--output={tmp_path}/runs/logs/slurm-%A_%a.out"):
+            assert f"#SBATCH {directive}\n" in text
+        assert f"srun {sys.executable} -m study {command} {config.resolve()} \"$UNIT\"\n" in text
+        assert "module load cuda\n" in text and subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    # run task 1 of each with a stand-in srun that prints what it was asked to run
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "srun").write_text('#!/bin/sh\necho "$@"\n')
-    (bin_dir / "srun").chmod(0o755)
-    (bin_dir / "module").write_text("#!/bin/sh\n")
-    (bin_dir / "module").chmod(0o755)
+    for tool, body in (("srun", 'echo "$@"'), ("module", "")):
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "1"}
-    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.splitlines()[-1] == f"/venv/bin/python -m study cell {config} {cells[4].name}"
+    out = subprocess.run(["bash", str(up)], env=env, capture_output=True, text=True, check=True).stdout
+    upstream_left = [u.target.name for u in plan(study)[0] if u.kind == "upstream"]  # longest first
+    assert out.splitlines()[-1] == f"{sys.executable} -m study upstream {config.resolve()} {upstream_left[1]}"
+    out = subprocess.run(["bash", str(ft)], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == f"{sys.executable} -m study cell {config.resolve()} {left[1].name}"
+    for c in cells:
+        write_result(CellPaths(tmp_path / "runs", c.name).result, {**c.axes(), "errors": {"imagenet_a": 0.4}})
+    assert main(["slurm", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("nothing to submit: 16 of 16 cells done")
 
 
-def test_models_with_other_resources_get_their_own_array_job(tmp_path):
+def test_models_with_other_resources_get_their_own_array_jobs(tmp_path):
     study = StudyDefinition.from_dict(study_dict(tmp_path, slurm={"nodes": 1, "time": "1:00:00", "per_model": {"big_net": {"nodes": 4}}}))
-    jobs = slurm_jobs(study, study.cells())
-    assert [(stem, options, len(cells)) for stem, options, cells in jobs] == [
-        ("tiny-small_net", {"nodes": 1, "time": "1:00:00"}, 4), ("tiny-big_net", {"nodes": 4, "time": "1:00:00"}, 4)]
-    assert {c.model for c in jobs[1][2]} == {"big_net"}
-    paths = write_slurm_scripts(study, study.cells(), config_path=tmp_path / "s.yaml", repo_root=tmp_path)
+    jobs = slurm_jobs(study, study.upstream_runs(), "upstream")
+    assert [(stem, options, len(units)) for stem, options, units in jobs] == [
+        ("tiny-upstream-small_net", {"nodes": 1, "time": "1:00:00"}, 4), ("tiny-upstream-big_net", {"nodes": 4, "time": "1:00:00"}, 4)]
+    paths = write_slurm_scripts(study, study.cells(), kind="cells", config_path=tmp_path / "s.yaml", repo_root=tmp_path)
     assert "#SBATCH --nodes=4\n" in paths[1][0].read_text() and "#SBATCH --array=0-3\n" in paths[1][0].read_text()
 
 
-def test_model_overrides_and_per_model_stage_configs(tmp_path):
-    study = StudyDefinition.from_dict(study_dict(
-        tmp_path, upstream_config={"small_net": PRETRAIN, "big_net": FINETUNE},
-        model_overrides={"big_net": {"downstream": {"trainer.num_nodes": 4, "data.init_args.batch_size": 16}}}))
-    small, big = Cell("small_net", 100, 10, 0), Cell("big_net", 100, 10, 0)
-    assert stage_args(study, big, "upstream")[2] == FINETUNE and stage_args(study, small, "upstream")[2] == PRETRAIN
-    o = stage_overrides(study, big, "downstream")
-    assert o["trainer"]["num_nodes"] == 4 and o["data"]["init_args"]["batch_size"] == 16
-    assert "num_nodes" not in stage_overrides(study, small, "downstream")["trainer"]
-    with pytest.raises(StudyConfigError, match="upstream_config must name every model exactly"):
-        StudyDefinition.from_dict(study_dict(tmp_path, upstream_config={"small_net": PRETRAIN}))
-    with pytest.raises(StudyConfigError, match="model_overrides must map models of the study"):
-        StudyDefinition.from_dict(study_dict(tmp_path, model_overrides={"other": {"upstream": {"a": 1}}}))
-
-
-def test_slurm_cli_prints_the_sbatch_line_and_nothing_when_all_done(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    config = write_study(tmp_path)
-    assert main(["slurm", str(config)]) == 0
-    out = capsys.readouterr().out.splitlines()
-    script = tmp_path / "runs/slurm/tiny.sbatch"
-    assert out == ["8 cell(s) to run, 0 done (skipped)", f"wrote {script}: 8 array task(s), one per cell", f"sbatch {script}"]
-    assert "#SBATCH --array=0-7\n" in script.read_text()
-    study = StudyDefinition.from_yaml(config)
-    for c in study.cells():
-        write_result(CellPaths(tmp_path / "runs", c.name).result, {**c.axes(), "errors": {"imagenet_a": 0.4}})
-    assert main(["slurm", str(config)]) == 0
-    assert capsys.readouterr().out.startswith("nothing to submit: 8 of 8 cells done")
-
-
 # ----------------------------------------------------------------------------- CLI
+
+
+def fake_cells(fail: set[str] = frozenset()):
+    """`run_upstream`/`run_downstream` stand-ins: upstream does nothing but finish; a cell writes its result."""
+    def upstream(study, run, cli=None):
+        paths = UpstreamPaths(Path(study.runs_dir), run.name)
+        paths.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"global_step": run.steps}, paths.checkpoint)
+        paths.done.write_text(json.dumps({"checkpoint": str(paths.checkpoint), "step": run.steps}))
+
+    def downstream(study, cell, cli=None):
+        print(f"training {cell.name}")
+        if cell.name in fail:
+            raise RuntimeError(f"loss is nan at step 7 of {cell.name}")
+        write_result(CellPaths(Path(study.runs_dir), cell.name).result, {**cell.axes(), "errors": {"imagenet_a": 0.5}})
+    return upstream, downstream
 
 
 def test_cli_list_run_list(tmp_path, capsys, monkeypatch):
     config = write_study(tmp_path)
     study = StudyDefinition.from_yaml(config)
     bad = study.cells()[1].name
-    monkeypatch.setattr("study.runner.run_cell", fake_execute({bad}))
+    upstream, downstream = fake_cells({bad})
+    monkeypatch.setattr("study.runner.run_upstream", upstream)
+    monkeypatch.setattr("study.runner.run_downstream", downstream)
     assert main(["list", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["0", "pending", study.cells()[0].name]
-    assert out[-1] == "8 cells: 8 pending, 0 running, 0 done, 0 failed"
+    assert out[0] == "upstream runs:" and out[1].split() == ["0", "pending", study.upstream_runs()[0].name]
+    assert "8 upstream runs: 8 pending, 0 running, 0 preempted, 0 done, 0 failed" in out
+    assert out[-1] == "8 cells: 8 pending, 0 running, 0 preempted, 0 done, 0 failed"
 
     assert main(["run", str(config)]) == 1  # one cell failed
     captured = capsys.readouterr()
@@ -432,14 +555,29 @@ def test_cli_list_run_list(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out.splitlines()
     [failed] = [l for l in out if "failed" in l.split()[:2]]
     assert failed.split()[:3] == ["1", "failed", bad] and f"log: {log}" in failed
-    assert out[-1] == "8 cells: 0 pending, 0 running, 7 done, 1 failed"
+    assert out[-1] == "8 cells: 0 pending, 0 running, 0 preempted, 7 done, 1 failed"
 
-    monkeypatch.setattr("study.runner.run_cell", fake_execute())
+    monkeypatch.setattr("study.runner.run_downstream", fake_cells()[1])
     assert main(["run", str(config), "--retry-failed"]) == 0
     assert main(["cell", str(config), bad]) == 0  # done: nothing to run
     assert capsys.readouterr().out.splitlines()[-1] == f"{bad}: already done, nothing to run"
     records, _ = read_results(tmp_path / "runs/results")
     assert len(records) == 8
+
+
+def test_cli_cell_refuses_without_its_upstream_run_and_upstream_runs_it(tmp_path, capsys, monkeypatch):
+    config = write_study(tmp_path)
+    study = StudyDefinition.from_yaml(config)
+    cell, run = study.cells()[0], study.upstream_runs()[0]
+    monkeypatch.setattr("study.runner.run_upstream", fake_cells()[0])
+    assert main(["cell", str(config), cell.name]) == 1
+    assert f"{cell.name}: FAILED (UpstreamNotReady: {cell.name}: its upstream run {run.name} has not finished" in capsys.readouterr().err
+    assert main(["upstream", str(config), run.name]) == 0
+    assert upstream_status(UpstreamPaths(tmp_path / "runs", run.name)).state == DONE
+    holder = claims.try_claim(CellPaths(tmp_path / "runs", cell.name).claim)  # someone else runs the cell
+    assert main(["cell", str(config), cell.name]) == 3
+    assert "another process runs it now" in capsys.readouterr().err
+    holder.release()
 
 
 def test_cli_bad_study_is_one_error_line(tmp_path, capsys):
@@ -455,12 +593,12 @@ def test_cli_bad_study_is_one_error_line(tmp_path, capsys):
 def test_module_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "study", "list", str(write_study(tmp_path))],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "8 cells: 8 pending, 0 running, 0 done, 0 failed"
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "8 cells: 8 pending, 0 running, 0 preempted, 0 done, 0 failed"
 
 
 @pytest.mark.slow
-def test_worker_processes_report_a_failing_cell_with_its_log(tmp_path):
-    """A spawned worker runs the real CLI; a missing beton fails the cell with one clear line."""
+def test_worker_processes_report_a_failing_upstream_run_with_its_log(tmp_path):
+    """Spawned workers run the real CLI; a missing beton fails the upstream run with one clear line."""
     missing = tmp_path / "nowhere/upstream.beton"
     extra = tmp_path / "missing_beton.yaml"
     extra.write_text(yaml.safe_dump({"data": {"init_args": {"beton": str(missing)}}}))
@@ -468,29 +606,28 @@ def test_worker_processes_report_a_failing_cell_with_its_log(tmp_path):
                                                  upstream_extra_configs=[str(extra)], workers=2))
     lines: list[str] = []
     failures = run_study(study, echo=lines.append)
-    assert len(failures) == 1
-    for cell in study.cells():
-        log = CellPaths(tmp_path / "runs", cell.name).log
-        [line] = [f for f in failures if f.startswith(cell.name)]
-        assert f"SystemExit: error: {missing}" in line and line.endswith(f"log: {log}")
-        assert str(missing) in log.read_text()
-    assert [s.state for _, s in cell_statuses(study)] == [FAILED]
+    [run] = study.upstream_runs()
+    log = UpstreamPaths(tmp_path / "runs", run.name).log
+    assert len(failures) == 1 and failures[0].startswith(f"upstream {run.name}: SystemExit: error: {missing}")
+    assert failures[0].endswith(f"log: {log}") and str(missing) in log.read_text()
+    assert [s.state for _, s in upstream_statuses(study)] == [FAILED]
+    assert [s.state for _, s in cell_statuses(study)] == [PENDING]
 
 
 def test_result_that_does_not_describe_its_cell_is_moved_out_and_fails_the_cell(tmp_path):
     study = StudyDefinition.from_dict(study_dict(tmp_path))
     cell = study.cells()[0]
     paths = CellPaths(tmp_path / "runs", cell.name)
+    run_upstream(study, study.upstream_of(cell), cli=FakeStages())
 
     class WrongSeed(FakeStages):
         def __call__(self, args):
-            if any(a.endswith("downstream.yaml") for a in args):
-                ckpt = CellPaths(tmp_path / "runs", cell.name).upstream_checkpoint
-                saved = torch.load(ckpt, weights_only=True)
-                torch.save({**saved, "study_cell": {**saved["study_cell"], "seed": 9}}, ckpt)
-            return super().__call__(args)
+            out = super().__call__(args)
+            record = json.loads(paths.result.read_text())
+            write_result(paths.result, {**record, "seed": 9})
+            return out
 
-    error = attempt(study, cell, lambda s, c: run_cell(s, c, cli=WrongSeed()))
+    error = attempt(study, cell, lambda s, c: run_downstream(s, c, cli=WrongSeed()))
     assert error.startswith(f"RuntimeError: {cell.name}: the result file does not describe this cell (seed=9 (cell: 0))")
     assert not paths.result.exists() and (paths.cell_dir / "rejected_result.json").exists()
     assert cell_status(paths).state == FAILED
