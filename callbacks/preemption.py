@@ -49,7 +49,6 @@ class PreemptionCheckpoint(L.Callback):
         self._signum: int | None = None
         self._previous: dict[int, object] = {}
         self._saving = False
-        self._validated_after_step: int | None = None
         self._last_saved_step: int | None = None
 
     # -- signals: recorded while training runs
@@ -116,10 +115,6 @@ class PreemptionCheckpoint(L.Callback):
         return request
 
     # -- the checkpoint: a state Lightning restores exactly
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.state.fn == "fit" and not trainer.sanity_checking:
-            self._validated_after_step = trainer.global_step
-
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         self._last_saved_step = trainer.global_step
         if not self._saving:
@@ -132,16 +127,10 @@ class PreemptionCheckpoint(L.Callback):
         for counts in (progress["total"], progress["current"]):
             counts["ready"] = counts["started"]
         progress["is_last_batch"] = False
-        if self._validated_after_step == trainer.global_step:
-            # that case replays the end of a step that ended with validation (skipping the
-            # validation), counting the logging step once more: count it one less here
+        if _validation_due_after_restore(trainer):
+            # then Lightning replays the end of the previous step (skipping its validation, which
+            # ran), counting that step's logging step once more: count it one less here
             loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
-
-    def state_dict(self) -> dict:
-        return {"validated_after_step": self._validated_after_step}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._validated_after_step = state.get("validated_after_step")
 
     @staticmethod
     def path(trainer) -> Path:
@@ -150,6 +139,21 @@ class PreemptionCheckpoint(L.Callback):
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
         return Path(trainer.default_root_dir) / "last.ckpt"
+
+
+def _validation_due_after_restore(trainer) -> bool:
+    """Whether Lightning, restoring the stop checkpoint, will find validation due before the next
+    batch (its "restarted on last" case). Asked of Lightning's own rule with the loop counters
+    as the checkpoint records them (the batch about to start not yet counted): the rule depends
+    on the validation settings (interval, every n epochs, epoch ends) in ways not worth copying."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    progress = epoch_loop.batch_progress
+    saved = (progress.total.ready, progress.current.ready, progress.is_last_batch)
+    progress.total.ready, progress.current.ready, progress.is_last_batch = progress.total.started, progress.current.started, False
+    try:
+        return bool(epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+    finally:
+        progress.total.ready, progress.current.ready, progress.is_last_batch = saved
 
 
 def _requeue_slurm_job() -> None:

@@ -55,14 +55,14 @@ COMMON = ["--trainer.max_steps", str(STEPS), "--trainer.log_every_n_steps", "1",
 def pretrain_args(beton: Path) -> list[str]:
     return ["--config", str(REPO / "configs/miniature/pretrain.yaml"), *COMMON,
             "--data.init_args.beton", str(beton), "--data.init_args.subset_size", "16", "--data.init_args.holdout", "4",
-            "--data.init_args.batch_size", "4", "--data.init_args.eval_batch_size", "2", "--data.init_args.resolution", "12",
+            "--data.init_args.global_batch", "4", "--data.init_args.eval_batch_size", "2", "--data.init_args.resolution", "12",
             "--model.init_args.warmup_steps", "4", "--trainer.val_check_interval", "4"]
 
 
 def finetune_args(beton: Path) -> list[str]:
     return ["--config", str(REPO / "configs/miniature/finetune.yaml"), *COMMON,
             "--data.init_args.train_beton", str(beton), "--data.init_args.val_beton", str(beton),
-            "--data.init_args.batch_size", "4", "--data.init_args.resize", "16", "--data.init_args.crop", "12",
+            "--data.init_args.global_batch", "4", "--data.init_args.resize", "16", "--data.init_args.crop", "12",
             "--data.init_args.benchmarks", "[]", "--data.init_args.ood_root", "null",
             "--model.init_args.backbone", "resnetv2_tiny_bit", "--model.init_args.steps", str(STEPS),
             "--model.init_args.warmup_steps", "2", "--model.init_args.decay_steps", "[5, 8]",
@@ -153,6 +153,8 @@ def runs(tmp_path_factory, colour_beton):
              "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
              "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     pre, ft, bit = pretrain_args(beton), finetune_args(beton), bit_pretrain_args(beton)
+    # validation on epoch ends, every second epoch: other restart paths in Lightning's loops
+    epoch_val = [*pre, "--trainer.val_check_interval", "1.0", "--trainer.check_val_every_n_epoch", "2"]
     runs = {
         "whole": Run(root / "whole", pre),
         "mid_step": Run(root / "mid_step", pre),          # SIGTERM between backward and the optimizer step
@@ -163,6 +165,9 @@ def runs(tmp_path_factory, colour_beton):
         "ft_whole": Run(root / "ft_whole", ft),
         "ft_usr1": Run(root / "ft_usr1", ft),             # SIGUSR1 off SLURM, mid-epoch, MixUp state
         "ft_killed": Run(root / "ft_killed", ft),
+        "ev_whole": Run(root / "ev_whole", epoch_val),
+        "ev_no_val": Run(root / "ev_no_val", epoch_val),    # SIGTERM at the end of epoch 0 (no validation)
+        "ev_val": Run(root / "ev_val", epoch_val),          # SIGTERM at the end of epoch 1 (after its validation)
         "bit_whole": Run(root / "bit_whole", bit),
         "bit_term": Run(root / "bit_term", bit),
     }
@@ -176,6 +181,9 @@ def runs(tmp_path_factory, colour_beton):
         ("ft_whole", [], {0}),
         ("ft_usr1", _signal_args(5, "on_train_batch_end", "SIGUSR1"), {138}),
         ("ft_killed", _signal_args(11, "on_train_batch_end", "SIGKILL"), {-signal.SIGKILL}),
+        ("ev_whole", [], {0}),
+        ("ev_no_val", _signal_args(4, "on_train_epoch_end", "SIGTERM"), {143}),
+        ("ev_val", _signal_args(8, "on_train_epoch_end", "SIGTERM"), {143}),
         ("bit_whole", [], {0}),
         ("bit_term", _signal_args(6, "on_train_batch_end", "SIGTERM"), {143}),
     ]
@@ -195,6 +203,14 @@ def test_pretraining_stopped_by_a_signal_resumes_bitwise(runs, name, stop_step):
     # the stop waits for the step in flight, the validation or the epoch end to complete
     assert stopped[name]["global_step"] == stop_step
     _assert_bitwise_equal(runs[name], runs["whole"])
+
+
+@pytest.mark.parametrize("name, stop_step", [("ev_no_val", 4), ("ev_val", 8)])
+def test_epoch_end_validation_runs_resume_bitwise(runs, name, stop_step):
+    runs, stopped, _ = runs
+    assert stopped[name]["global_step"] == stop_step
+    _assert_bitwise_equal(runs[name], runs["ev_whole"])
+    assert len(_state(runs["ev_whole"])["scalars"]["val/loss"]) == 1  # epoch 1's validation, once
 
 
 def test_slurm_sigusr1_requeues_the_job(runs):
