@@ -28,7 +28,7 @@ test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile tests
 
 report: install
-	$(PY) -m study.report runs/miniature/results --out runs/miniature/grid
+	$(PY) -m results.report runs/miniature/results --out runs/miniature/grid
 
 clean-miniature:
 	rm -rf runs/miniature data/miniature

@@ -6,12 +6,12 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from datamodules.files import atomic_file
+from conversion.files import atomic_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` whose saves go to a hidden temp file beside the target, fsynced,
-    then renamed over it (``datamodules.files.atomic_file``): a run killed while saving leaves
+    then renamed over it (``conversion.files.atomic_file``): a run killed while saving leaves
     the previous ``last.ckpt`` intact.
 
     Lightning's own save serialises the whole checkpoint into memory and moves a temp file

@@ -8,7 +8,7 @@ from lightning.pytorch import Callback
 from PIL import Image
 from lightning.pytorch.utilities import rank_zero_info
 
-from study.report import NoResultsError, ReportOutput, rebuild_report, reference_summary
+from results.report import NoResultsError, ReportOutput, rebuild_report, reference_summary
 
 
 def log_report(experiment, report: ReportOutput, step: int) -> None:
@@ -39,12 +39,12 @@ class GridReport(Callback):
     grid from every result file in ``results_dir``.
 
     Writes ``<out_dir>/grid.csv``, ``errors.csv`` and every figure as PNG and SVG (see
-    `study.report.rebuild_report`), and logs them to the trainer's TensorBoard logger (see
+    `results.report.rebuild_report`), and logs them to the trainer's TensorBoard logger (see
     `log_report`: Images tab ``grid/<figure>``, Text tab ``grid/<figure>/table``,
     ``grid/csv``, ``grid/notes``). ``model_order`` (smallest first) orders the bottom panels
     when the results carry no parameter count. ``fallback_reference``: build a top panel whose
     reference cell has no result against the next cell with one (named in the figure, the CSV
-    and the notes) instead of leaving it empty (`study.grid.build_grid`). ``steps`` /
+    and the notes) instead of leaving it empty (`results.grid.build_grid`). ``steps`` /
     ``data_sizes``: the study's upstream step counts and data sizes (as the result files record
     them), added to the results' axes so that a row or column no result has yet (every run of the
     fewest steps failed, say) is shown as missing and stays the reference; without them the axes

@@ -14,9 +14,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import BinaryCalibrationError
 
 from callbacks.indexed_outcomes import IndexedOutcomes
-from datamodules.benchmarks.base import plain_argmax
-from datamodules.errors import InputError
-from study.results import ResultSchemaError, validate_record, write_result
+from ood.base import plain_argmax
+from conversion.errors import InputError
+from results.schema import ResultSchemaError, validate_record, write_result
 
 
 def _git_commit() -> str | None:
@@ -65,7 +65,7 @@ class OODEvaluation(Callback):
     is (a study cell's axes, e.g. ``{"model", "data_size", "steps", "seed", "resolution",
     "run_name"}``) and is merged into the record; ``model`` falls back to the module's
     ``backbone_name``. With ``result_file`` set, the record is also written there, validated
-    per ``docs/results-schema.md`` (``study.results.write_result``); a record that could not
+    per ``docs/results-schema.md`` (``results.schema.write_result``); a record that could not
     pass is refused at setup (``InputError``), before anything is trained or evaluated. Nothing
     of a study travels through the module or its checkpoints: whoever runs the stage (``python
     -m study``) passes both.
@@ -200,7 +200,7 @@ class OODEvaluation(Callback):
             logger.save()
 
     def _write(self, log_dir: Path, record) -> None:
-        from datamodules.files import atomic_write_json
+        from conversion.files import atomic_write_json
 
         atomic_write_json(log_dir / "ood_result.json", json.loads(json.dumps(record, default=str)))
         rank_zero_info(f"OOD result written to {log_dir / 'ood_result.json'}")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import lightning as L
 
-from datamodules.beton import DEFAULT_HINT, check_beton_sha256, read_manifest
-from datamodules.errors import InputError
+from conversion.beton import DEFAULT_HINT, check_beton_sha256, read_manifest
+from conversion.errors import InputError
 from datamodules.resumable import resume_position, training_position
 
 
@@ -26,7 +26,7 @@ def loader_device(trainer):
 
 
 class BetonDataModule(L.LightningDataModule):
-    """Base for DataModules reading FFCV betons written by ``datamodules.convert``.
+    """Base for DataModules reading FFCV betons written by ``conversion.convert``.
 
     Batches are ``(uint8 images (B,3,H,W), int64 labels (B,), int64 row indices (B,))``.
     ``batch_size`` is per device. ``global_batch`` / ``max_device_batch`` state the batch a
@@ -36,7 +36,7 @@ class BetonDataModule(L.LightningDataModule):
     optimizer steps); the DataModule itself only reads ``batch_size``. Manifests are read at
     construction (cheap), so a missing beton, or one whose size differs from its manifest's (a
     truncated copy), fails at start-up with the path and the fix
-    (:class:`datamodules.errors.InputError`).
+    (:class:`conversion.errors.InputError`).
     ``verify_sha256`` also hashes every beton at construction and refuses one whose bytes differ
     from the manifest's ``sha256`` (a full read of each file). It runs at construction rather
     than in ``setup`` because Lightning creates the logger's run folder before ``setup``: a

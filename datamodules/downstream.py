@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from datamodules.base import BetonDataModule, distributed_context, loader_device
-from datamodules.beton import read_manifest
+from conversion.beton import read_manifest
 from datamodules.ffcv_loaders import eval_loader, train_loader
 from datamodules.ood import CHECKED_STAGES, CleanSet, OODSuite
 from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datamodules.sources import ImageRef, LabelledImages, map_images, read_image_bytes
+from conversion.sources import ImageRef, LabelledImages, map_images, read_image_bytes
 
 PAD = -1
 

@@ -1,7 +1,7 @@
 """The OOD benchmark suite: release folders → cached betons → evaluation sets.
 
 Each configured benchmark is read from its release folder as it unpacks (see
-``datamodules/benchmarks/``), converted once to a beton under the cache folder (with the
+``ood/``), converted once to a beton under the cache folder (with the
 per-image metadata its scoring needs), and served as sharded sequential loaders.
 
 The releases are scanned (layout, metadata, counts; no image is decoded) when a run
@@ -19,10 +19,10 @@ import lightning as L
 import numpy as np
 
 from datamodules.base import distributed_context, loader_device
-from datamodules.beton import BetonSettings, write_beton
-from datamodules.benchmarks import Benchmark, BenchmarkIndex, get_benchmark
-from datamodules.benchmarks.base import list_dirs
-from datamodules.errors import InputError
+from conversion.beton import BetonSettings, write_beton
+from ood import Benchmark, BenchmarkIndex, get_benchmark
+from ood.base import list_dirs
+from conversion.errors import InputError
 from datamodules.ffcv_loaders import eval_loader
 from datamodules.pipelines import eval_pipelines
 
@@ -229,7 +229,7 @@ class OODDataModule(L.LightningDataModule):
     callback evaluates the suite and hands it the clean error (ImageNet-C's relative mCE).
 
     Args:
-        val_beton: the clean val set (ImageNet-1k val, ``python -m datamodules.convert imagenet1k-val``).
+        val_beton: the clean val set (ImageNet-1k val, ``python -m conversion imagenet1k-val``).
         ood_root / benchmarks / benchmark_options / ood_cache: as in ``DownstreamDataModule``.
         resolution: eval side (squash resize, as BiT evaluates).
         class_list: the model's outputs as wnids in output order (default: the val beton's classes).
@@ -240,10 +240,10 @@ class OODDataModule(L.LightningDataModule):
                  ood_cache: str | None = None, num_workers: int = 2):
         super().__init__()
         self.save_hyperparameters()
-        from datamodules.beton import read_manifest
+        from conversion.beton import read_manifest
 
         self.val_beton = Path(val_beton)
-        manifest = read_manifest(self.val_beton, "python -m datamodules.convert imagenet1k-val SRC OUT.beton")
+        manifest = read_manifest(self.val_beton, "python -m conversion imagenet1k-val SRC OUT.beton")
         self.class_list = list(class_list) if class_list is not None else list(manifest["classes"])
         self.num_val_examples = int(manifest["num_images"])
         self.ood = OODSuite(ood_root, benchmarks, self.class_list, resolution, benchmark_options, ood_cache)

@@ -4,18 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from datamodules.base import BetonDataModule, distributed_context, loader_device
-from datamodules.beton import beton_labels
+from conversion.beton import beton_labels
 from datamodules.ffcv_loaders import eval_loader, train_loader
 from datamodules.multilabel import multi_label_pipeline
 from datamodules.pipelines import eval_pipelines, inception_train_pipelines
-from datamodules.subsets import load_or_create_subset, parse_size
+from conversion.subsets import load_or_create_subset, parse_size
 
 
 class UpstreamDataModule(BetonDataModule):
     """Serves a nested, seeded subset of one upstream beton (ImageNet-21k or the generated stand-in).
 
     Args:
-        beton: the full upstream set, written by ``python -m datamodules.convert imagenet21k``.
+        beton: the full upstream set, written by ``python -m conversion imagenet21k``.
         subset_size: training images to use: a count or a name like ``"1M"``/``"500K"`` (``None``
             or ``"full"``: all but the held-out split). Subsets of
             the same ``subset_seed``/``balanced``/``holdout`` are nested: 1M ⊂ 5M ⊂ full.

@@ -72,7 +72,7 @@ class ImageClassifier(L.LightningModule):
         ``on_before_optimizer_step``, which runs once per optimizer step, after its last
         micro-batch. Each ``self.log`` costs ~1.5 ms of Lightning bookkeeping; calling it every
         step when only every ``log_every_n_steps``-th value is written cost ~5% of a small
-        model's step time (benchmarks/step_overhead.py).
+        model's step time (perf/step_overhead.py).
         """
         every = self.trainer.log_every_n_steps or 1
         # the logger writes after optimizer step n when n % every == 0; global_step counts the

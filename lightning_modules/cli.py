@@ -12,7 +12,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 import lightning_modules.backbones  # noqa: F401 - registers the tiny BiT models with timm
-from datamodules.errors import InputError
+from conversion.errors import InputError
 from lightning_modules.divergence import NonFiniteLossError
 from lightning_modules.global_batch import split_global_batch
 from lightning_modules.run_folder import last_checkpoint, run_version

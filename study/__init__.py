@@ -1,4 +1,4 @@
-"""The study layer: a study file → cells run upstream → downstream → result files → Figure-3 grid.
+"""Orchestration: a study file → upstream runs + cells → result files (the grid itself: `results`).
 
 Launching (``python -m study {list,run,slurm,report,upstream,cell} STUDY.yaml``, docs/study.md):
 - `study.definition` — the study YAML: axes (model, data size, steps, seed, resolution), stage configs;
@@ -10,11 +10,5 @@ Launching (``python -m study {list,run,slurm,report,upstream,cell} STUDY.yaml``,
 - `study.runner`     — workers claiming units on this machine, resumable; `study.slurm` — the array jobs.
 - `study.cli`        — the command line.
 
-Reporting (docs/results-schema.md):
-- `study.results`  — result-file schema (one JSON per finished run), atomic writer, validating reader.
-- `study.grid`     — relative-reduction arithmetic and the top/bottom panels (pure, no plotting).
-- `study.figures`, `study.heatmaps`, `study.lineplots` — the figures; `study.tables` — errors.csv, Markdown.
-- `study.report`   — `python -m study.report RESULTS_DIR [--out OUT_DIR]` and `rebuild_report()`.
-
-Nothing is imported here so that `import study.results` never pulls in matplotlib.
+The result files, the grid and the report live in `results` (imported, never the reverse).
 """

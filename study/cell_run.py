@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import yaml
 
-from datamodules.files import atomic_write_json, atomic_write_text
+from conversion.files import atomic_write_json, atomic_write_text
 from study.definition import Cell, StudyDefinition, UpstreamRun
 from study.layout import CellPaths, UnitPaths, UpstreamPaths
 from study.overrides import downstream_overrides, upstream_overrides
-from study.results import write_result
+from results.schema import write_result
 
 CliFn = Callable[[list[str]], Any]
 

@@ -10,7 +10,7 @@
 - ``slurm``    write ``<runs_dir>/slurm/<name>-upstream.sbatch`` (one task per upstream run to
                pre-train) and ``<name>-cells.sbatch`` (one task per cell, after the upstream
                array succeeded), and print the ``sbatch`` lines (nothing is submitted).
-- ``report``   rebuild ``<runs_dir>/grid`` from the result files (see ``python -m study.report``)
+- ``report``   rebuild ``<runs_dir>/grid`` from the result files (see ``python -m results.report``)
                on the study's axes (its steps and data sizes: a row no result has is still
                shown, and still the reference), with the study's ``fallback_reference``;
                ``--fallback-reference`` turns the fallback on for this report.
@@ -92,7 +92,7 @@ def _slurm(study: StudyDefinition, args) -> int:
 
 
 def _report(study: StudyDefinition, args) -> int:
-    from study import report
+    from results import report
 
     # the study's axes and reference rule: the grid its cells' GridReport callbacks draw (study/overrides.py)
     fallback = ["--fallback-reference"] if study.fallback_reference or getattr(args, "fallback_reference", False) else []

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from study.results import run_name
+from results.schema import run_name
 
 STAGES: tuple[str, ...] = ("upstream", "downstream")
 # sbatch options the script writer sets itself: a study may not set them.
@@ -33,7 +33,7 @@ class StudyConfigError(ValueError):
 class Cell:
     """One cell of a study: upstream model, data size, steps, seed and (optional) resolution.
 
-    `name` is the run name (`study.results.run_name`): the stem of the cell's result file, log,
+    `name` is the run name (`results.schema.run_name`): the stem of the cell's result file, log,
     run directory and TensorBoard runs, so everything about a cell is found from it.
     """
 

@@ -236,7 +236,7 @@ def benchmark_problem(layers: list[tuple[str, dict]], registry: dict[str, Any] |
     unknown = [b for b in benchmarks if registry is not None and b not in registry]
     if unknown:
         return (f"{b_src} names benchmark(s) {_names(unknown)}, which are not registered; "
-                f"registered: {_names(registry)} (datamodules/benchmarks/__init__.py)")
+                f"registered: {_names(registry)} (ood/__init__.py)")
     if options is None:
         return None
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):  # the suite does **options[name]
@@ -295,7 +295,7 @@ def check_benchmarks(study: StudyDefinition, *, require_files: bool = False, reg
         unknown = [b for b in study.benchmarks if b not in registry]
         if unknown:
             raise StudyConfigError(f"{where}: benchmarks names {_names(unknown)}, which are not registered; "
-                                   f"registered: {_names(registry)} (datamodules/benchmarks/__init__.py)")
+                                   f"registered: {_names(registry)} (ood/__init__.py)")
     missing = missing_stage_configs(study)
     if missing and require_files:
         key, path = missing[0]
@@ -320,9 +320,9 @@ def check_benchmarks(study: StudyDefinition, *, require_files: bool = False, reg
 
 
 def registry_problem(study: StudyDefinition) -> str | None:
-    """`check_benchmarks` with every file required and the real registry (``datamodules.benchmarks``,
+    """`check_benchmarks` with every file required and the real registry (``ood``,
     which imports torch): the refusal's message, or None. Run in a child process by `check_registry`."""
-    from datamodules.benchmarks import REGISTRY
+    from ood import REGISTRY
 
     try:
         check_benchmarks(study, require_files=True, registry=REGISTRY)

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import yaml
 
-from datamodules.files import atomic_write_text
+from conversion.files import atomic_write_text
 from study.definition import StudyConfigError
 from study.runner import StudyDefinition, run_study
 
 
 def generate_data(spec: dict, benchmarks: list[str] | None = None) -> dict[str, Path]:
     """Write the generated sets (idempotent) and the upstream/downstream betons; returns paths."""
-    from datamodules.beton import BetonSettings, convert_folder
+    from conversion.beton import BetonSettings, convert_folder
     from datamodules.ood import OODSuite
-    from datamodules.synthetic.folders import upstream_wnids, write_imagenet1k_folders, write_imagenet21k_folder
-    from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
-    from datamodules.synthetic.ood_sets import expected_sizes, write_ood_suite
+    from synthetic.folders import upstream_wnids, write_imagenet1k_folders, write_imagenet21k_folder
+    from synthetic.miniature_classes import MINIATURE_WNIDS
+    from synthetic.ood_sets import expected_sizes, write_ood_suite
 
     root = Path(spec["root"])
     seed, size = int(spec["seed"]), int(spec["image_size"])
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     study.check_runnable()  # now that ood_options.yaml exists: registry names, options, stage callbacks
     failures = run_study(study, retry_failed=True)  # as before: a rerun of the quickstart retries what failed
 
-    from study.report import rebuild_report
+    from results.report import rebuild_report
 
     grid_dir = Path(study.runs_dir) / "grid"
     report = rebuild_report(study.results_dir, grid_dir, expected_steps=study.steps, expected_sizes=study.data_sizes,

@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from datamodules.files import atomic_write_text
+from conversion.files import atomic_write_text
 from study.definition import StudyDefinition
-from study.results import safe_name
+from results.schema import safe_name
 
 
 def array_spec(n_cells: int, max_parallel: int | None = None) -> str:

@@ -17,10 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.files import atomic_write_json
+from conversion.files import atomic_write_json
 from study.claims import describe, is_stale, read_claim, who
 from study.layout import CellPaths, UnitPaths, UpstreamPaths
-from study.results import ResultSchemaError, validate_record
+from results.schema import ResultSchemaError, validate_record
 
 PENDING, RUNNING, PREEMPTED, DONE, FAILED = "pending", "running", "preempted", "done", "failed"
 STATES = (PENDING, RUNNING, PREEMPTED, DONE, FAILED)

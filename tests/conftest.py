@@ -27,7 +27,7 @@ def write_colour_folder(root: Path, wnids=WNIDS, per_class: int = 6, size: int =
 @pytest.fixture(scope="session")
 def colour_beton(tmp_path_factory) -> Path:
     """A beton of 4 classes x 6 images (24 rows) with its manifest."""
-    from datamodules.beton import convert_folder
+    from conversion.beton import convert_folder
 
     root = tmp_path_factory.mktemp("colour")
     write_colour_folder(root / "src")
@@ -100,7 +100,7 @@ def copy_beton(beton: Path, folder: Path) -> Path:
     """A private copy of ``beton`` and its manifest in ``folder`` (subset index files get written beside it)."""
     import shutil
 
-    from datamodules.beton import manifest_path
+    from conversion.beton import manifest_path
 
     copy = folder / "up.beton"
     shutil.copy(beton, copy)

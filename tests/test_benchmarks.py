@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.benchmarks import REGISTRY, IncompleteReleaseWarning, get_benchmark
-from datamodules.benchmarks.class_lists import imagenet1k_wnids, imagenet_a_wnids
+from ood import REGISTRY, IncompleteReleaseWarning, get_benchmark
+from ood.class_lists import imagenet1k_wnids, imagenet_a_wnids
 
 K1 = imagenet1k_wnids()
 TENCH = K1[0]  # not an ImageNet-A class, not mapped by ObjectNet/Vid

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from datamodules.beton import convert_folder, manifest_path, read_manifest
-from datamodules.files import sha256_file
+from conversion.beton import convert_folder, manifest_path, read_manifest
+from conversion.files import sha256_file
 from datamodules.ffcv_loaders import eval_loader, eval_shard, train_loader
 from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines, inception_train_pipelines
 from tests.conftest import WNIDS, write_colour_folder
@@ -30,7 +30,7 @@ def test_rerun_with_same_settings_does_nothing(tmp_path):
 
 
 def test_missing_beton_names_path_and_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"missing\.beton.*python -m datamodules\.convert"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.beton.*python -m conversion"):
         read_manifest(tmp_path / "missing.beton")
 
 
@@ -42,7 +42,7 @@ def test_unfinished_conversion_is_refused(tmp_path, colour_beton):
 
 
 def test_cli_reports_a_missing_source_in_one_line(tmp_path):
-    from datamodules.convert import main
+    from conversion.convert import main
 
     with pytest.raises(SystemExit, match=f"error: {tmp_path / 'nope'} is not a folder"):
         main(["folder", str(tmp_path / "nope"), str(tmp_path / "x.beton")])
@@ -106,7 +106,7 @@ def test_truncated_jpeg_is_skipped_and_listed(tmp_path):
 
 
 def test_truncated_jpeg_aborts_with_its_path_on_request(tmp_path):
-    from datamodules.convert import build_parser
+    from conversion.convert import build_parser
 
     write_colour_folder(tmp_path / "src", per_class=2)
     victim = _truncate_one(tmp_path / "src")
@@ -121,8 +121,8 @@ def test_truncated_jpeg_aborts_with_its_path_on_request(tmp_path):
 
 _SLOW_CONVERSION = """
 import sys, time, pathlib
-from datamodules.beton import write_beton
-from datamodules.sources import scan_class_folders
+from conversion.beton import write_beton
+from conversion.sources import scan_class_folders
 src, out, marker = map(pathlib.Path, sys.argv[1:])
 images = scan_class_folders(src)
 def slow(im):  # runs in the writer's worker: the conversion is mid-write while it sleeps
@@ -171,7 +171,7 @@ def test_a_finished_beton_from_another_source_is_not_silently_replaced(tmp_path)
 
 
 def test_other_storage_settings_are_refused_too(tmp_path):
-    from datamodules.beton import BetonSettings
+    from conversion.beton import BetonSettings
 
     write_colour_folder(tmp_path / "src", per_class=2)
     convert_folder(tmp_path / "src", tmp_path / "a.beton", num_workers=1)

@@ -65,6 +65,6 @@ def test_grid_files_written(cell):
 
 def test_missing_beton_is_one_clear_error(tmp_path):
     missing = tmp_path / "nowhere" / "downstream_train.beton"
-    with pytest.raises(SystemExit, match=rf"error: {missing}.*python -m datamodules\.convert"):
+    with pytest.raises(SystemExit, match=rf"error: {missing}.*python -m conversion"):
         cli_main(["fit", "--config", "configs/miniature/finetune.yaml", "--data.init_args.train_beton", str(missing),
                   "--model.init_args.backbone", "resnetv2_tiny_bit"])

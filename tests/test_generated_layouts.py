@@ -6,9 +6,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from datamodules.synthetic.folders import upstream_wnids, write_imagenet1k_folders, write_imagenet21k_folder
-from datamodules.synthetic.generator import NATURAL, OBJECTNET_SHIFT, V2_SHIFT, class_specs, render
-from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
+from synthetic.folders import upstream_wnids, write_imagenet1k_folders, write_imagenet21k_folder
+from synthetic.generator import NATURAL, OBJECTNET_SHIFT, V2_SHIFT, class_specs, render
+from synthetic.miniature_classes import MINIATURE_WNIDS
 
 
 def _digest(folder) -> str:
@@ -35,7 +35,7 @@ def test_class_specs_are_distinct_within_a_family(family):
 
 
 def test_upstream_wnids_are_21k_classes_outside_1k_and_nested():
-    from datamodules.benchmarks.class_lists import imagenet1k_wnids
+    from ood.class_lists import imagenet1k_wnids
 
     wnids = upstream_wnids(50)
     assert len(set(wnids)) == 50 and not set(wnids) & set(imagenet1k_wnids())

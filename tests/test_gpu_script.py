@@ -1,11 +1,11 @@
-"""benchmarks/gpu_steps.py off the GPU: its options parse, it refuses to run without CUDA in one line,
+"""perf/gpu_steps.py off the GPU: its options parse, it refuses to run without CUDA in one line,
 and its timed step trains (a tiny model on the CPU through the same code)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from benchmarks import gpu_steps
+from perf import gpu_steps
 
 
 def test_help_lists_the_options(capsys):

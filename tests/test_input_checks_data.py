@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from datamodules.base import BetonDataModule
-from datamodules.beton import beton_labels, convert_folder, manifest_path, read_manifest, write_beton
-from datamodules.errors import InputError
-from datamodules.files import sha256_file
-from datamodules.sources import scan_class_folders
+from conversion.beton import beton_labels, convert_folder, manifest_path, read_manifest, write_beton
+from conversion.errors import InputError
+from conversion.files import sha256_file
+from conversion.sources import scan_class_folders
 from tests.conftest import copy_beton, write_colour_folder
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datamodules.benchmarks.imagenet_c import ImageNetC
-from datamodules.benchmarks.make_imagenet_c import main, write_imagenet_c
+from ood.imagenet_c import ImageNetC
+from ood.make_imagenet_c import main, write_imagenet_c
 from tests.conftest import write_colour_folder
 
 WNIDS = ("n01440764", "n01443537")

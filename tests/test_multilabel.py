@@ -18,7 +18,7 @@ from tests.conftest import WNIDS, copy_beton, write_colour_folder
 @pytest.fixture(scope="module")
 def multi_label_beton(tmp_path_factory):
     """The colour folder with one photograph also filed under a second class (a byte-identical copy)."""
-    from datamodules.convert import main
+    from conversion.convert import main
 
     root = tmp_path_factory.mktemp("multilabel")
     src = write_colour_folder(root / "src")

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.benchmarks import get_benchmark
-from datamodules.benchmarks.class_lists import imagenet1k_wnids
-from datamodules.synthetic.generator import NATURAL, class_specs, render
-from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
-from datamodules.synthetic.ood_sets import MARKER, RidgeReference, _features, expected_sizes, write_ood_suite
+from ood import get_benchmark
+from ood.class_lists import imagenet1k_wnids
+from synthetic.generator import NATURAL, class_specs, render
+from synthetic.miniature_classes import MINIATURE_WNIDS
+from synthetic.ood_sets import MARKER, RidgeReference, _features, expected_sizes, write_ood_suite
 
 WNIDS = list(MINIATURE_WNIDS[:8])
 SIZE = 32

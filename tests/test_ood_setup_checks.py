@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
-from datamodules.errors import InputError
-from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
+from conversion.errors import InputError
+from synthetic.miniature_classes import MINIATURE_WNIDS
 
 WNIDS = list(MINIATURE_WNIDS[:8])  # touches every benchmark (see tests/test_ood_sets.py)
 SIZE = 16
@@ -30,9 +30,9 @@ ALL = ["imagenet_a", "imagenet_c", "imagenet_v2", "objectnet", "imagenet_vid_rob
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Downstream train/val betons of the 8 classes and an intact OOD suite for them."""
-    from datamodules.beton import BetonSettings, convert_folder
-    from datamodules.synthetic.folders import write_imagenet1k_folders
-    from datamodules.synthetic.ood_sets import expected_sizes, write_ood_suite
+    from conversion.beton import BetonSettings, convert_folder
+    from synthetic.folders import write_imagenet1k_folders
+    from synthetic.ood_sets import expected_sizes, write_ood_suite
 
     root = tmp_path_factory.mktemp("setup_checks")
     down = write_imagenet1k_folders(root / "imagenet1k", WNIDS, 2, 1, seed=1, size=SIZE)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datamodules.benchmarks.class_lists import imagenet1k_wnids
-from datamodules.beton import beton_labels, read_manifest
-from datamodules.convert import main as convert_main
-from datamodules.sources import (RELEASES, TarMember, check_release, read_class_index, scan_imagenet1k_train,
-                                 scan_imagenet1k_val, scan_imagenet21k)
+from ood.class_lists import imagenet1k_wnids
+from conversion.beton import beton_labels, read_manifest
+from conversion.convert import main as convert_main
+from conversion.sources import (RELEASES, TarMember, check_release, read_class_index, scan_imagenet1k_train,
+                                scan_imagenet1k_val, scan_imagenet21k)
 
 
 def _jpeg(seed: int, size: int = 20) -> bytes:
@@ -102,7 +102,7 @@ def test_release_counts_are_the_published_ones():
 
 
 def test_a_complete_download_passes_the_check(tmp_path, monkeypatch):
-    from datamodules import sources
+    from conversion import sources
 
     monkeypatch.setitem(sources.RELEASES, "winter21", sources.Release(3, 9))
     images = scan_imagenet21k(write_class_tars(tmp_path / "dl", WINTER21_WNIDS), "winter21")

@@ -26,8 +26,8 @@ SIX = ["imagenet_a", "imagenet_c", "imagenet_v2", "objectnet", "imagenet_vid_rob
 
 def ood_options(path: Path, names=SIX) -> Path:
     """What study/quickstart.py writes: ``expected_size`` per generated set, keys sorted."""
-    from datamodules.synthetic.miniature_classes import MINIATURE_WNIDS
-    from datamodules.synthetic.ood_sets import expected_sizes
+    from synthetic.miniature_classes import MINIATURE_WNIDS
+    from synthetic.ood_sets import expected_sizes
 
     sizes = expected_sizes(MINIATURE_WNIDS, per_class=20, c_per_class=4, videos_per_class=4)
     options = {"data": {"init_args": {"benchmark_options": {n: {"expected_size": sizes[n]} for n in names}}}}
@@ -101,7 +101,7 @@ def test_malformed_or_unused_options_are_refused_at_load(tmp_path, change, expec
 @pytest.mark.parametrize("change, expected", [
     ({"benchmarks": ["imagenet_a", "imagenet-r"]},
      "benchmarks names imagenet-r, which are not registered; registered: imagenet_a, imagenet_c, imagenet_v2, "
-     "objectnet, imagenet_vid_robust, ytbb_robust (datamodules/benchmarks/__init__.py)"),
+     "objectnet, imagenet_vid_robust, ytbb_robust (ood/__init__.py)"),
     ({"stacked": {"benchmarks": ["imagenet_c", "imagenet_z"]}}, "opts.yaml names benchmark(s) imagenet_z, which are not registered"),
     ({"stacked": {"benchmark_options": {"imagenet_a": {"expected_sze": 3}}}},
      "opts.yaml: benchmark_options.imagenet_a is refused by the benchmark ("),
@@ -235,7 +235,7 @@ def test_cli_refuses_disagreeing_options_with_one_line(tmp_path, capsys):
 
 
 def test_study_report_passes_the_fallback_option(tmp_path, capsys):
-    from study.results import write_result
+    from results.schema import write_result
     from study.layout import CellPaths
 
     path = write_study(tmp_path, benchmarks=["imagenet_a"])
@@ -256,8 +256,8 @@ def test_study_report_passes_the_fallback_option(tmp_path, capsys):
 
 def test_study_report_uses_the_studys_axes_and_its_fallback_option(tmp_path, capsys):
     from study.layout import CellPaths
-    from study.report import main as report_main
-    from study.results import write_result
+    from results.report import main as report_main
+    from results.schema import write_result
 
     path = write_study(tmp_path, benchmarks=["imagenet_a"])
     study = StudyDefinition.from_yaml(path)

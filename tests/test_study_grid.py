@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from study.grid import CSV_COLUMNS, build_grid, choose_reference, order_models, reduction_pct, write_grid_csv
+from results.grid import CSV_COLUMNS, build_grid, choose_reference, order_models, reduction_pct, write_grid_csv
 
 STEPS = (100, 200, 400)
 SIZES = (1000, 2000, 4000)

@@ -26,7 +26,7 @@ from study.cli import main
 from study.definition import Cell, StudyConfigError, StudyDefinition, UpstreamRun
 from study.layout import CellPaths, UpstreamPaths
 from study.overrides import downstream_overrides, merge, nested, stage_overrides, upstream_overrides
-from study.results import read_results, write_result
+from results.schema import read_results, write_result
 from study.runner import Unit, attempt, cell_statuses, plan, run_study, upstream_statuses, work
 from study.slurm import array_spec, slurm_jobs, write_slurm_scripts
 from study.state import DONE, FAILED, PENDING, PREEMPTED, RUNNING, cell_status, mark_running, upstream_status

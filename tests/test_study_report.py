@@ -8,11 +8,11 @@ from xml.etree import ElementTree
 import pytest
 from PIL import Image
 
-from study.grid import build_grid
-from study.figures import count_labels, figure_key, format_count, save_figures
-from study.heatmaps import grid_figures
-from study.report import main, rebuild_report
-from study.results import result_path, write_result
+from results.grid import build_grid
+from results.figures import count_labels, figure_key, format_count, save_figures
+from results.heatmaps import grid_figures
+from results.report import main, rebuild_report
+from results.schema import result_path, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -171,7 +171,7 @@ def test_rebuild_report_for_callbacks(tmp_path):
 
 
 def test_module_entry_point_subprocess(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "study.report", str(tmp_path / "absent")],
+    proc = subprocess.run([sys.executable, "-m", "results.report", str(tmp_path / "absent")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: results folder") and "absent" in proc.stderr
@@ -179,8 +179,8 @@ def test_module_entry_point_subprocess(tmp_path):
 
 
 def test_absolute_error_heatmap_and_line_plot_show_the_errors():
-    from study.heatmaps import error_figures
-    from study.lineplots import line_figures
+    from results.heatmaps import error_figures
+    from results.lineplots import line_figures
 
     recs = [dict(model=m, steps=s, data_size=d, seed=0, num_params=n, errors={"imagenet_a": e})
             for m, t, n in (("small_model", SMALL, 1), ("big_model", BIG, 2)) for (s, d), e in t.items()
@@ -198,7 +198,7 @@ def test_absolute_error_heatmap_and_line_plot_show_the_errors():
 
 
 def test_markdown_tables_have_fewest_steps_at_the_bottom():
-    from study.tables import markdown_tables
+    from results.tables import markdown_tables
 
     g = build_grid([dict(model="m", steps=s, data_size=d, seed=0, errors={"imagenet_a": e})
                     for (s, d), e in SMALL.items() if (s, d) != (20, 1000)])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from study.results import (
+from results.schema import (
     BENCHMARKS,
     DISPLAY_NAMES,
     ResultSchemaError,
@@ -128,14 +128,14 @@ def test_reader_skips_bad_files_with_named_messages(tmp_path, caplog):
     write_result(tmp_path / "good.json", rec())
     (tmp_path / ".good.json.abc.tmp").write_text("{")  # a writer's temp file: not a result
     (tmp_path / "notes.txt").write_text("ignored")
-    with caplog.at_level("WARNING", logger="study.results"):
+    with caplog.at_level("WARNING", logger="results.schema"):
         records, messages = read_results(tmp_path)
     assert [r["run_name"] for r in records] == ["resnetv2_tiny_bit-size=2000-steps=400-seed=0"]
     assert len(messages) == len(BAD_FILES)
     for name, what in EXPECTED_WHAT.items():
         [m] = [m for m in messages if f"{sub / name}:" in m]
         assert m.startswith("skipped ") and what in m and "\n" not in m, m
-    assert len([r for r in caplog.records if r.name == "study.results"]) == len(BAD_FILES)
+    assert len([r for r in caplog.records if r.name == "results.schema"]) == len(BAD_FILES)
 
 
 def test_reader_missing_folder(tmp_path):

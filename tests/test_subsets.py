@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from datamodules.subsets import load_or_create_subset, seeded_order, split_indices
+from conversion.subsets import load_or_create_subset, seeded_order, split_indices
 from tests.conftest import copy_beton
 
 LABELS = np.repeat(np.arange(10), [50, 40, 30, 30, 30, 30, 30, 20, 20, 20])  # 300 items, unbalanced
@@ -63,20 +63,20 @@ def test_index_files_are_written_once_and_reused(tmp_path):
 @pytest.mark.parametrize("text,size", [("1M", 1_000_000), ("5m", 5_000_000), ("500K", 500_000), ("1.5M", 1_500_000),
                                        ("13,000", 13_000), (40, 40), ("full", None), (None, None)])
 def test_sizes_by_name(text, size):
-    from datamodules.subsets import parse_size
+    from conversion.subsets import parse_size
 
     assert parse_size(text) == size
 
 
 def test_a_bad_size_is_named():
-    from datamodules.subsets import parse_size
+    from conversion.subsets import parse_size
 
     with pytest.raises(ValueError, match="subset size 'lots' is not a number like 1000000, 1M"):
         parse_size("lots")
 
 
 def test_cli_writes_nested_subsets_with_their_manifests(tmp_path, colour_beton):
-    from datamodules.convert import main
+    from conversion.convert import main
 
     beton = copy_beton(colour_beton, tmp_path)
     main(["subsets", str(beton), "--sizes", "12", "6", "full", "--holdout", "4", "--seed", "7", "--balanced"])
@@ -91,7 +91,7 @@ def test_cli_writes_nested_subsets_with_their_manifests(tmp_path, colour_beton):
 
 
 def read_classes(beton):
-    from datamodules.beton import read_manifest
+    from conversion.beton import read_manifest
 
     return read_manifest(beton)["classes"]
 

@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 
 from callbacks.grid_report import GridReport
-from study.results import BENCHMARKS, result_path, write_result
+from results.schema import BENCHMARKS, result_path, write_result
 
 TENSORBOARD = Path(sys.executable).parent / "tensorboard"
 
