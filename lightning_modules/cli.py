@@ -6,7 +6,6 @@ import pickle
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.fabric.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -15,7 +14,7 @@ import lightning_modules.backbones  # noqa: F401 - registers the tiny BiT models
 from conversion.errors import InputError
 from lightning_modules.divergence import NonFiniteLossError
 from lightning_modules.global_batch import split_global_batch
-from lightning_modules.run_folder import last_checkpoint, run_version
+from lightning_modules.run_folder import checkpoint_step, last_checkpoint, run_version
 from lightning_modules.safe_load import UnsafeCheckpointError, refusal
 
 _CURRENT: dict = {}  # the running subcommand's ckpt_path, for the refusal message
@@ -245,7 +244,7 @@ def _resumed_step(ckpt, checkpoints: Path) -> int | None:
     if ckpt is None or not Path(ckpt).is_file():
         return None
     try:  # mmap: reads the step, not a multi-GB state
-        return int(torch.load(ckpt, mmap=True, weights_only=True, map_location="cpu").get("global_step") or 0)
+        return max(checkpoint_step(ckpt), 0)
     except Exception:  # an unreadable file is refused by Lightning itself, with its path
         return None
 

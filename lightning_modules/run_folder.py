@@ -42,3 +42,10 @@ def last_checkpoint(folder: Path) -> Path | None:
     """The newest ``last*.ckpt`` in ``folder`` (what Lightning's ``--ckpt_path last`` picks), or None."""
     candidates = [p for p in Path(folder).glob("last*.ckpt") if p.is_file()]
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def checkpoint_step(path: Path | str) -> int:
+    """The ``global_step`` a checkpoint was saved at (memory-mapped: a multi-GB state is not read)."""
+    import torch  # here: the study's coordinating process stays torch-free
+
+    return int(torch.load(path, mmap=True, weights_only=True, map_location="cpu").get("global_step", -1))

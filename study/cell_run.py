@@ -68,10 +68,10 @@ def _log_dir(cli) -> str | None:
 
 
 def checkpoint_step(path: Path) -> int:
-    """The ``global_step`` a checkpoint was saved at (memory-mapped: nothing else is read)."""
-    import torch
+    """The ``global_step`` a checkpoint was saved at (``lightning_modules.run_folder.checkpoint_step``)."""
+    from lightning_modules.run_folder import checkpoint_step as step  # torch only when a unit runs
 
-    return int(torch.load(path, mmap=True, weights_only=True, map_location="cpu").get("global_step", -1))
+    return step(path)
 
 
 def run_upstream(study: StudyDefinition, run: UpstreamRun, cli: CliFn | None = None) -> dict:

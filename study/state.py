@@ -35,9 +35,6 @@ class Status:
     detail: str = ""
 
 
-CellStatus = Status  # the name the rest of the study used for a cell's
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
