@@ -29,6 +29,7 @@ from PIL import Image
 
 from conversion.errors import InputError
 from conversion.files import atomic_write_json, sha256_file
+from conversion.multilabel import merge_duplicates, pad_label_sets
 from conversion.sources import ImageRef, LabelledImages, map_images, open_image, scan_class_folders
 
 MANIFEST_FORMAT = "ood-scaling/beton-manifest/v1"
@@ -217,12 +218,10 @@ def write_beton(
     (a changed source folder should not silently replace hours of conversion). The manifest's
     ``bytes`` and ``sha256`` are those of the finished, renamed file. ``source_check`` (what the
     download was checked against, see ``conversion.sources.check_release``) goes to the manifest.
-    ``label_sets`` (every class of each image, ``datamodules.multilabel``) adds the ``labels`` field.
+    ``label_sets`` (every class of each image, ``conversion.multilabel``) adds the ``labels`` field.
     """
     from ffcv.fields import IntField, NDArrayField, RGBImageField
     from ffcv.writer import DatasetWriter
-
-    from datamodules.multilabel import pad_label_sets
 
     out = Path(out)
     labels = np.asarray(labels, dtype=np.int64)
@@ -316,12 +315,10 @@ def convert(images: LabelledImages, out: Path, settings: BetonSettings = BetonSe
     """Write a scanned source (``conversion.sources``) to ``out`` with its check in the manifest.
 
     ``multi_label``: merge byte-identical images filed under several classes into one row
-    carrying all of them (``datamodules.multilabel``); the manifest counts the merged copies.
+    carrying all of them (``conversion.multilabel``); the manifest counts the merged copies.
     """
     label_sets, extra = None, None
     if multi_label:
-        from datamodules.multilabel import merge_duplicates
-
         merged = merge_duplicates(images, num_workers)
         images, label_sets, extra = merged.images, merged.label_sets, {"duplicates_merged": merged.duplicates_merged}
     return write_beton(out, images.refs, images.labels, images.classes, settings, source=images.source, num_workers=num_workers,

@@ -10,7 +10,7 @@ from conversion.beton import read_manifest
 from datamodules.ffcv_loaders import eval_loader, train_loader
 from datamodules.ood import CHECKED_STAGES, CleanSet, OODSuite
 from datamodules.pipelines import eval_pipelines, hyperrule_train_pipelines
-from lightning_modules import hyperrule
+from recipes import hyperrule
 
 
 class DownstreamDataModule(BetonDataModule):

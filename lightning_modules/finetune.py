@@ -7,12 +7,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lightning_modules import hyperrule
+from recipes import hyperrule
 from lightning_modules.backbones import load_backbone_weights
 from lightning_modules.classifier import ImageClassifier
 from lightning_modules.mixup import mix_batch, mixup_loss
 from lightning_modules.safe_load import load_plain
-from lightning_modules.schedules import warmup_step_decay
+from recipes.schedules import warmup_step_decay
 
 
 def read_upstream_checkpoint(path: str | Path) -> dict:

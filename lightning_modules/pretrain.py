@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from datamodules.multilabel import multi_hot
 from lightning_modules.classifier import ImageClassifier
-from lightning_modules.schedules import decays_at_fractions, linear_scaled_lr, warmup_step_decay
+from recipes.schedules import decays_at_fractions, linear_scaled_lr, warmup_step_decay
 
 
 class PretrainModule(ImageClassifier):

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from callbacks.throughput import ThroughputMonitor
 from lightning_modules.backbones import create_backbone
 from lightning_modules.pretrain import PretrainModule
-from lightning_modules.schedules import decays_at_fractions, linear_scaled_lr, warmup_step_decay
+from recipes.schedules import decays_at_fractions, linear_scaled_lr, warmup_step_decay
 
 NUM_CLASSES = 100  # the miniature's generated upstream set
 WARMUP_STEPS = 10  # configs/miniature/pretrain.yaml

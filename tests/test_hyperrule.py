@@ -1,8 +1,8 @@
 """The HyperRule against spec §3's table, and the schedule arithmetic by hand."""
 import pytest
 
-from lightning_modules import hyperrule
-from lightning_modules.schedules import decays_at_fractions, linear_scaled_lr, warmup_step_decay
+from recipes import hyperrule
+from recipes.schedules import decays_at_fractions, linear_scaled_lr, warmup_step_decay
 
 
 @pytest.mark.parametrize(

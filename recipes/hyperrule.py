@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lightning_modules.schedules import warmup_step_decay
+from recipes.schedules import warmup_step_decay
 
 LR = 0.003
 MOMENTUM = 0.9
