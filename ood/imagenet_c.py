@@ -2,10 +2,17 @@
 ImageNet validation images, read from the released JPEGs (never regenerated in memory:
 that shifts accuracy by points).
 
-Release layout (``noise.tar``, ``blur.tar``, ``weather.tar``, ``digital.tar`` unpacked into
-one folder, here ``imagenet-c/``)::
+Release layout: five category tars (``noise``, ``blur``, ``weather``, ``digital`` and
+``extra``, the last with the four held-out corruptions). Each tar holds its corruption folders
+at its top level, so users unpack them either all into one folder or each into a folder of its
+own; both are read (``find_corruption_folders``)::
 
-    imagenet-c/<corruption>/<severity 1..5>/<wnid>/*.JPEG
+    imagenet-c/<corruption>/<severity 1..5>/<wnid>/*.JPEG              all in one folder
+    imagenet-c/<category>/<corruption>/<severity 1..5>/<wnid>/*.JPEG   one folder per tar
+
+A tree that mixes the two depths, or holds a corruption twice, is refused in one line. The
+``extra`` corruptions (speckle_noise, gaussian_blur, spatter, saturate) are never part of the
+15-corruption metrics; they are read only when configured by name.
 
 Results: ``imagenet_c`` = mean top-1 error over the configured (corruption, severity) sets
 (each set weighs the same); ``imagenet_c/<corruption>/<severity>`` per set;
@@ -30,6 +37,18 @@ IMAGENET_C_CORRUPTIONS: tuple[str, ...] = (
     "snow", "frost", "fog",
     "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
 )
+# The release's held-out corruptions (extra.tar): not in the 15-set mean, mCE or the paper.
+IMAGENET_C_EXTRA: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+# Which tar ships which corruption (Hendrycks' release): a per-tar folder holds one category.
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+    "weather": ("snow", "frost", "fog", "brightness"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
+    "extra": IMAGENET_C_EXTRA,
+}
+KNOWN_CORRUPTIONS = frozenset(IMAGENET_C_CORRUPTIONS + IMAGENET_C_EXTRA)
+_CATEGORY_OF = {c: category for category, members in CATEGORIES.items() for c in members}
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 # AlexNet top-1 errors averaged over the 5 severities (Hendrycks & Dietterich 2019, App. C;
@@ -43,6 +62,43 @@ ALEXNET_ERRORS: dict[str, float] = {
 }
 ALEXNET_CLEAN_ERROR = 0.4348
 EXPECTED_PER_SET = 50_000
+
+
+def find_corruption_folders(root: Path) -> dict[str, Path]:
+    """Every corruption folder of the release under ``root``: ``{corruption: folder}``.
+
+    A corruption folder is a directory named after one of the release's 19 corruptions, either
+    directly in ``root`` (the tars unpacked into one folder) or one level down (each tar in a
+    folder of its own, whatever that folder is called). Hidden folders are skipped. Refuses
+    (one-line ``ValueError``) a tree with corruptions at both depths, or one corruption twice.
+    """
+    flat: dict[str, Path] = {}
+    nested: dict[str, list[Path]] = {}
+    for d in list_dirs(root):  # hidden folders (e.g. caches) are not listed
+        if d.name in KNOWN_CORRUPTIONS:
+            flat[d.name] = d
+            continue
+        for inner in list_dirs(d):
+            if inner.name in KNOWN_CORRUPTIONS:
+                nested.setdefault(inner.name, []).append(inner)
+    if flat and nested:
+        one_flat, one_nested = next(iter(flat.values())), next(iter(nested.values()))[0]
+        raise ValueError(f"imagenet_c: {root} mixes two unpackings ({one_flat.relative_to(root)} and {one_nested.relative_to(root)}); "
+                         f"unpack every tar into {root} itself, or each into its own folder under it, not both")
+    by_folder: dict[Path, set[str]] = {}
+    for c, ds in nested.items():
+        for d in ds:
+            by_folder.setdefault(d.parent, set()).add(_CATEGORY_OF[c])
+    for folder, categories in sorted(by_folder.items()):
+        if len(categories) > 1:  # not one tar's folder: the one-folder unpacking, a level too deep
+            raise ValueError(f"imagenet_c: {folder} holds corruptions of {len(categories)} tars ({', '.join(sorted(categories))}), "
+                             f"so it is not one tar's folder; move its corruption folders up into {root}")
+    twice = {c: ds for c, ds in nested.items() if len(ds) > 1}
+    if twice:
+        c, ds = next(iter(twice.items()))
+        raise ValueError(f"imagenet_c: corruption {c} appears twice under {root} ({', '.join(str(d.relative_to(root)) for d in ds)}); "
+                         f"keep one copy")
+    return flat or {c: ds[0] for c, ds in nested.items()}
 
 
 class ImageNetC(SingleLabelBenchmark):
@@ -63,8 +119,23 @@ class ImageNetC(SingleLabelBenchmark):
     result_key = "imagenet_c"
     result_keys = ("imagenet_c",)
     release_folder = "imagenet-c"
-    layout = "<corruption>/<severity 1..5>/<wnid>/*.JPEG"
-    landmarks = tuple(f"{c}/" for c in IMAGENET_C_CORRUPTIONS)
+    layout = "<corruption>/<severity 1..5>/<wnid>/*.JPEG (or <category>/<corruption>/..., one folder per tar)"
+    landmarks = tuple(f"{c}/" for c in IMAGENET_C_CORRUPTIONS)  # the one-folder unpacking; per-tar folders below
+
+    def looks_like_release(self, folder: str | Path) -> bool:
+        """Corruption folders directly inside ``folder``, or a sub-folder holding one tar's
+        corruptions (only one category: a folder with several is the one-folder unpacking, so
+        its parent is not the release)."""
+        folder = Path(folder)
+        if super().looks_like_release(folder):
+            return True
+        if not folder.is_dir():
+            return False
+        for d in list_dirs(folder):
+            categories = {_CATEGORY_OF[c.name] for c in list_dirs(d) if c.name in _CATEGORY_OF}
+            if len(categories) == 1:
+                return True
+        return False
 
     def __init__(self, *, corruptions: Sequence[str] = IMAGENET_C_CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
                  clean_error: float | None = None, alexnet_errors: Mapping[str, float] | None = None,
@@ -74,6 +145,10 @@ class ImageNetC(SingleLabelBenchmark):
         self.severities = tuple(int(s) for s in severities)
         if not self.corruptions or len(set(self.corruptions)) != len(self.corruptions):
             raise ValueError(f"imagenet_c: corruptions must be non-empty and distinct, got {self.corruptions}")
+        unknown = [c for c in self.corruptions if c not in KNOWN_CORRUPTIONS]
+        if unknown:
+            raise ValueError(f"imagenet_c: unknown corruption {unknown[0]!r}; the release has {', '.join(IMAGENET_C_CORRUPTIONS)} "
+                             f"and the extra {', '.join(IMAGENET_C_EXTRA)}")
         if not self.severities or any(s < 1 or s > 5 for s in self.severities):
             raise ValueError(f"imagenet_c: severities must be in 1..5, got {self.severities}")
         self.clean_error = None if clean_error is None else float(clean_error)
@@ -92,7 +167,8 @@ class ImageNetC(SingleLabelBenchmark):
 
     def _scan(self, root: Path, strict: bool) -> BenchmarkIndex:
         per_set = EXPECTED_PER_SET if self.expected_size is None else self.expected_size
-        missing = [f"{c}/{s}" for c in self.corruptions for s in self.severities if not (root / c / str(s)).is_dir()]
+        folders = find_corruption_folders(root)
+        missing = [f"{c}/{s}" for c in self.corruptions for s in self.severities if not (folders.get(c, root / c) / str(s)).is_dir()]
         n_sets = len(self.corruptions) * len(self.severities)
         if missing:
             self._incomplete(f"{self.name}: expected {n_sets} (corruption, severity) sets, found {n_sets - len(missing)} "
@@ -103,7 +179,7 @@ class ImageNetC(SingleLabelBenchmark):
         short: list[str] = []
         for ci, c in enumerate(self.corruptions):
             for si, s in enumerate(self.severities):
-                folder = root / c / str(s)
+                folder = folders.get(c, root / c) / str(s)
                 if not folder.is_dir():
                     continue
                 n_set = 0
