@@ -20,20 +20,28 @@ Result keys: ``imagenet_vid`` = 1 - pm0 and ``imagenet_vid_w`` = 1 - pm10 (``ytb
 
 Benchmark classes with no model output (``unmapped``):
 
-- ``"exclude"`` (default): such a class can never be predicted, and a pm-set whose anchor
-  has no label with a model output is dropped whole (counted in ``stats`` and logged). With
-  an ImageNet-1k model this drops nothing on ImageNet-Vid-Robust (all 30 classes map to
-  ImageNet) and drops the YTBB anchors labelled only with its unmapped classes (person,
-  cow, giraffe, skateboard, toilet, none); with the toy study's handful of classes it is
-  what keeps the numbers meaningful.
-- ``"reference"``: what the testbed does: the projected score of an unmapped class is a
-  constant 0 (its projection array is zero-initialised), every anchor is kept, and an
-  anchor labelled only with unmapped classes counts as correct exactly when the 0 beats
-  every mapped score (confidence 0 then).
+- ``"testbed"`` (default): imagenet-testbed's rule since its "float -inf fix" (commit
+  ``f4083a2``, Sept. 2021, in ``validate_ytbb_robust``): an unmapped class scores ``-inf``, so it
+  is never predicted, and every pm-set is kept. A frame whose labels are all unmapped therefore
+  always counts as an error. With an ImageNet-1k model this concerns YouTube-BB-Robust's cow,
+  giraffe, skateboard, toilet and ``none`` (``person`` maps to ImageNet 981-983: ballplayer,
+  groom, scuba diver); ImageNet-Vid-Robust maps all 30 classes, so nothing changes there. With a
+  smaller class list (the miniature's) every class without an output follows the same rule.
+- ``"exclude"``: such a class is never predicted either, but a pm-set whose anchor has no label
+  with a model output is dropped whole (counted in ``stats``, logged): an error rate over the
+  classes the model can name, for class lists far from ImageNet-1k's. Not the published protocol.
+- ``"zero"`` (old name ``"reference"``): the testbed before that fix: an unmapped class scores a
+  constant 0 (its projection array was zero-initialised), every pm-set is kept, and a frame
+  labelled only with unmapped classes counts as correct exactly when 0 beats every mapped score
+  (confidence 0 then). Kept to compare with numbers computed before September 2021.
+
+Published BiT-M numbers are the same under "testbed" and "zero" (the testbed's stored results
+for them did not change with the fix); see docs/ood-parity.md.
 """
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -45,8 +53,11 @@ import torch
 from ood.base import Benchmark, BenchmarkIndex, _check_lengths, read_json, require_file, require_keys
 from ood.class_lists import imagenet1k_wnids
 
+log = logging.getLogger(__name__)
+
 AGGREGATES = ("max", "sum")
-UNMAPPED_POLICIES = ("exclude", "reference")
+UNMAPPED_POLICIES = ("testbed", "exclude", "zero")
+_UNMAPPED_ALIASES = {"reference": "zero"}  # the pre-fix rule's old name
 
 
 class _PmSetBenchmark(Benchmark):
@@ -63,9 +74,10 @@ class _PmSetBenchmark(Benchmark):
     expected_anchors: ClassVar[int | None] = None
     expected_frames: ClassVar[int | None] = None
 
-    def __init__(self, *, aggregate: str = "max", unmapped: str = "exclude", strict: bool = True,
+    def __init__(self, *, aggregate: str = "max", unmapped: str = "testbed", strict: bool = True,
                  expected_size: int | None = None):
         super().__init__(strict=strict, expected_size=expected_size)
+        unmapped = _UNMAPPED_ALIASES.get(unmapped, unmapped)
         if aggregate not in AGGREGATES:
             raise ValueError(f"{self.name}: aggregate must be one of {AGGREGATES}, got {aggregate!r}")
         if unmapped not in UNMAPPED_POLICIES:
@@ -91,6 +103,9 @@ class _PmSetBenchmark(Benchmark):
         frames_root = self._frames_root(root)
         self._class_outputs = [[self._out_index[w] for w in ws if w in self._out_index] for ws in class_wnids]
         mapped = {k for k, outs in enumerate(self._class_outputs) if outs}
+        if not mapped:
+            raise ValueError(f"{self.name}: no class of the benchmark has an output among the model's {len(self.class_list)} classes; "
+                             f"nothing to evaluate (leave {self.name} out of data.benchmarks)")
 
         referenced = sorted({a for a, _, _ in pmsets} | {n for _, _, ns in pmsets for n, _ in ns})
         present = {key for key in referenced if (frames_root / key).is_file()}
@@ -134,9 +149,13 @@ class _PmSetBenchmark(Benchmark):
         self._device_cache = {}
         kept_frames = set(paths)
         excluded_frames -= {p.relative_to(frames_root).as_posix() for p in kept_frames}  # also in a kept set
+        unmapped_anchors = sum(1 for anchor, lab, _ in pmsets if anchor in present and not (lab & mapped))
         stats = {"found": len(present), "kept": len(kept_frames), "excluded": len(excluded_frames),
                  "excluded_classes": k - len(mapped), "anchors": n_anchor_sets, "anchors_kept": kept_anchors,
-                 "rows": len(paths)}
+                 "anchors_unmapped": unmapped_anchors, "rows": len(paths)}
+        if unmapped_anchors and self.unmapped != "exclude":
+            log.info("%s: %d of %d pm-sets have an anchor with no label among the model's classes; scored as errors "
+                     "(unmapped=%s)", self.name, unmapped_anchors, kept_anchors, self.unmapped)
         meta = {"pmset": np.asarray(pmset_ids), "is_anchor": np.asarray(is_anchor)}
         return BenchmarkIndex(paths, np.asarray(labels, dtype=np.int64), meta, self.result_keys, stats)
 
@@ -157,7 +176,7 @@ class _PmSetBenchmark(Benchmark):
         sub = m.any(dim=1)
         probs = torch.softmax(logits.masked_fill(~sub, -math.inf), dim=1)  # softmax over the mapped outputs
         b, k = logits.shape[0], m.shape[1]
-        fill = 0.0 if self.unmapped == "reference" else -math.inf
+        fill = 0.0 if self.unmapped == "zero" else -math.inf
         scores = torch.full((b, k), fill, device=logits.device)
         class_prob = torch.zeros((b, k), device=logits.device)
         for j, outs in enumerate(self._class_outputs):
@@ -177,7 +196,8 @@ class _PmSetBenchmark(Benchmark):
         scores, class_prob = self.class_scores(logits)
         pred = scores.argmax(dim=1)
         targets = self._on_device("targets", lambda: torch.from_numpy(self._targets), logits.device)
-        correct = targets[labels.to(logits.device).long(), pred]
+        # a row of -inf only (no benchmark class has an output) predicts nothing: argmax's 0 is no answer
+        correct = targets[labels.to(logits.device).long(), pred] & torch.isfinite(scores.gather(1, pred[:, None]).squeeze(1))
         confidence = class_prob.gather(1, pred[:, None]).squeeze(1)
         return correct, confidence
 
@@ -268,7 +288,8 @@ def _latest_by_key(annotation_file: dict) -> tuple[list[str], dict[str, dict]]:
 
 
 class YTBBRobust(_PmSetBenchmark):
-    """YouTube-BB-Robust: 24 classes (``none`` and five without an ImageNet mapping).
+    """YouTube-BB-Robust: 24 classes; cow, giraffe, skateboard, toilet and ``none`` have no
+    ImageNet mapping (scored by ``unmapped``, see the module doc), ``person`` maps to 981-983.
 
     Release layout assumed (``imagenet_vid_ytbb_robust/ytbb-robust/``; frames confirmed,
     metadata names as the testbed's copies, folder ``metadata/`` by analogy with
@@ -298,7 +319,7 @@ class YTBBRobust(_PmSetBenchmark):
     layout = "ytbb_videos/<youtube id>_<ms>/frame-<i>.jpg and metadata/"
     landmarks = ("ytbb_videos/", "metadata/anchor_labels.json", "metadata/pmk_labels.json")
 
-    def __init__(self, *, pm_k: int = 10, aggregate: str = "max", unmapped: str = "exclude", strict: bool = True,
+    def __init__(self, *, pm_k: int = 10, aggregate: str = "max", unmapped: str = "testbed", strict: bool = True,
                  expected_size: int | None = None):
         super().__init__(aggregate=aggregate, unmapped=unmapped, strict=strict, expected_size=expected_size)
         self.pm_k = int(pm_k)

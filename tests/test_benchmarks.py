@@ -217,7 +217,7 @@ def _vid_release(tmp_path) -> Path:
 
 def test_vid_pm0_right_pm10_wrong(tmp_path):
     root = _vid_release(tmp_path)
-    bench = get_benchmark("imagenet_vid_robust", expected_size=8)  # frames on disk, before exclusion
+    bench = get_benchmark("imagenet_vid_robust", unmapped="exclude", expected_size=8)  # frames on disk, before exclusion
     index = bench.scan(root, [AIRLINER, GOLDEN_RETRIEVER, LABRADOR, TENCH])
     assert [p.name for p in index.paths] == ["000010.JPEG", "000011.JPEG", "000012.JPEG",
                                              "000020.JPEG", "000021.JPEG", "000022.JPEG"]
@@ -243,7 +243,7 @@ def test_vid_max_vs_sum_aggregation(tmp_path):
     logits = [[2.0, 1.9, 1.9, 0.0]] * 6  # max: airplane (2.0 > 1.9); sum of softmax: dog (2 x 0.32 > 0.36)
     preds = {}
     for aggregate in ("max", "sum"):
-        bench = get_benchmark("imagenet_vid_robust", aggregate=aggregate, expected_size=8)
+        bench = get_benchmark("imagenet_vid_robust", aggregate=aggregate, unmapped="exclude", expected_size=8)
         index = bench.scan(root, [AIRLINER, GOLDEN_RETRIEVER, LABRADOR, TENCH])
         _, correct, conf = _run(bench, index, logits)
         preds[aggregate] = correct.tolist()
@@ -253,9 +253,37 @@ def test_vid_max_vs_sum_aggregation(tmp_path):
     assert preds["sum"] == [False, False, False, True, True, True]
 
 
-def test_vid_reference_policy_keeps_unmapped_anchor(tmp_path):
+def test_vid_testbed_rule_by_default_keeps_an_unmapped_anchor_as_an_error(tmp_path):
     root = _vid_release(tmp_path)
-    bench = get_benchmark("imagenet_vid_robust", unmapped="reference", expected_size=8)
+    bench = get_benchmark("imagenet_vid_robust", expected_size=8)
+    index = bench.scan(root, [AIRLINER, GOLDEN_RETRIEVER, LABRADOR, TENCH])
+    assert bench.unmapped == "testbed" and index.stats["anchors_kept"] == 3 and index.stats["anchors_unmapped"] == 1
+    # every mapped logit negative: -inf for the turtle class (no output) never wins, so the turtle
+    # set is wrong however the model scores; the other two sets are right
+    logits = [[5.0, 0.0, 0.0, 0.0]] * 3 + [[0.0, 5.0, 0.0, 0.0]] * 3 + [[-1.0, -2.0, -2.0, 0.0]] * 2
+    res, correct, _ = _run(bench, index, logits)
+    assert correct.tolist() == [True] * 6 + [False, False]
+    assert res["imagenet_vid/pm0"] == pytest.approx(2 / 3) and res["imagenet_vid/n_anchors"] == 3
+    assert res["imagenet_vid_w"] == pytest.approx(1 / 3)
+
+
+def test_vid_a_frame_is_never_right_by_a_class_without_an_output(tmp_path):
+    root = _vid_release(tmp_path)
+    bench = get_benchmark("imagenet_vid_robust", expected_size=8)
+    index = bench.scan(root, [TENCH, GOLDEN_RETRIEVER])  # only dog has an output; airplane is class 0
+    scores, _ = bench.class_scores(torch.tensor([[1.0, -50.0]]))
+    assert torch.isinf(scores[0, [0, 2]]).all() and scores[0, 1] == -50.0
+    _, correct, _ = _run(bench, index, [[1.0, -50.0]] * 8)
+    assert correct.tolist() == [False] * 3 + [True] * 3 + [False] * 2  # the dog set only, never airplane's
+    with pytest.raises(ValueError, match=r"imagenet_vid_robust: no class of the benchmark has an output among the model's 1 classes"):
+        bench.scan(root, [TENCH])
+
+
+def test_vid_zero_policy_keeps_unmapped_anchor(tmp_path):
+    root = _vid_release(tmp_path)
+    for name in ("zero", "reference"):  # "reference": the pre-fix rule's old name
+        assert get_benchmark("imagenet_vid_robust", unmapped=name).unmapped == "zero"
+    bench = get_benchmark("imagenet_vid_robust", unmapped="zero", expected_size=8)
     index = bench.scan(root, [AIRLINER, GOLDEN_RETRIEVER, LABRADOR, TENCH])
     assert index.stats["anchors_kept"] == 3
     # every mapped logit negative: the turtle class's constant 0 wins, as in the testbed
