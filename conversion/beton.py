@@ -93,6 +93,31 @@ def check_beton_sha256(beton: Path, manifest: dict, make_hint: str = DEFAULT_HIN
                 f"(its bytes changed since the conversion)", make_hint)
 
 
+def stored_longest_side(beton: Path) -> int:
+    """The longest side of any image stored in ``beton`` (from FFCV's per-image metadata)."""
+    from ffcv.reader import Reader
+
+    meta = Reader(str(beton)).metadata["f0"]
+    return int(max(meta["width"].max(initial=0), meta["height"].max(initial=0)))
+
+
+def check_storage_resolution(beton: Path, manifest: dict, crop: int, make_hint: str, setting: str) -> None:
+    """Refuse (:class:`InputError`) training or evaluating at ``crop`` px from a beton whose
+    storage cap (``settings.max_resolution``) shrank its images below ``crop``: every image
+    would be upsampled again, a silent loss of resolution against the reference pipeline.
+
+    A cap below ``crop`` that no image reached (the originals are smaller than the cap, e.g.
+    CIFAR-sized sources) shrank nothing and passes. ``setting`` names the option that allows
+    the upsampling on purpose; the message also names the conversion flag that avoids it.
+    """
+    cap = int(manifest.get("settings", {}).get("max_resolution", 0))
+    if cap >= crop or stored_longest_side(beton) < cap:
+        return
+    raise InputError(f"{beton} stores images at most {cap} px on the longer side (its manifest's settings.max_resolution) "
+                     f"but this run crops {crop} px, so every image would be upsampled from {cap} px; convert it again with "
+                     f"`{make_hint} --max-resolution {crop} --overwrite` (or larger), or set {setting}: true to train on upsampled images")
+
+
 def _refuse(why: str | None, make_hint: str) -> None:
     if why is not None:
         raise InputError(f"{why}; re-copy it from where it was converted, or convert it again with `{make_hint} --overwrite`")

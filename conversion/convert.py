@@ -11,8 +11,10 @@ images that do not decode, refuse a download whose counts do not match its relea
 (``--allow-partial`` converts it anyway, flagged), refuse labels outside the class list,
 and do nothing when re-run over a finished beton with the same source and settings (one
 whose size no longer matches its manifest is refused; ``--overwrite`` rebuilds it).
-Storage defaults are in ``conversion.beton.BetonSettings`` (see docs/data-loading.md for
-what they cost).
+Storage caps follow the use (``--max-resolution``): ImageNet-1k 512 px (the HyperRule's largest
+squash, so either variant crops without upsampling), ImageNet-21k 256 px (pre-training crops
+224), a plain folder 256 px; the other storage defaults are in ``conversion.beton.BetonSettings``
+(see docs/data-loading.md for what they cost).
 """
 from __future__ import annotations
 
@@ -25,11 +27,20 @@ from conversion.beton import BetonSettings, convert, read_manifest
 from conversion.sources import (RELEASES, read_class_index, scan_class_folders, scan_imagenet1k_train,
                                 scan_imagenet1k_val, scan_imagenet21k)
 from conversion.subsets import parse_size, write_subsets
+from recipes import hyperrule
+
+# Storage caps (longer side, px) by use: never below what training crops, so nothing is
+# upsampled again after being shrunk for storage (the DataModules refuse that at start-up).
+# ImageNet-1k feeds fine-tuning: the HyperRule squashes to 448 (paper) or 512 (code) before its
+# crop, so store the larger. ImageNet-21k feeds pre-training at 224: 256 keeps FFCV's margin.
+FINETUNE_STORAGE = max(resize for resize, _crop in hyperrule.RESOLUTIONS.values())
+PRETRAIN_STORAGE = 256
 
 
-def _storage_options(p: argparse.ArgumentParser) -> None:
+def _storage_options(p: argparse.ArgumentParser, max_resolution: int) -> None:
     d = BetonSettings()
-    p.add_argument("--max-resolution", type=int, default=d.max_resolution, help="cap on the longer side, px (default %(default)s)")
+    p.add_argument("--max-resolution", type=int, default=max_resolution,
+                   help="cap on the longer side, px; at least the crop the betons will be trained at (default %(default)s)")
     p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality, help="(default %(default)s)")
     p.add_argument("--write-mode", default=d.write_mode, choices=["jpg", "raw", "proportion", "smart"], help="(default %(default)s)")
     p.add_argument("--compress-probability", type=float, default=d.compress_probability, help="share stored as JPEG in write-mode proportion")
@@ -58,12 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-index", help="fixed class order: a file of one wnid per line, or timm:<name> "
                                          "(timm:imagenet21k_goog = BiT's 21,843 outputs); default: sorted wnids found")
     _multi_label_option(p)
-    _storage_options(p)
+    _storage_options(p, PRETRAIN_STORAGE)
 
     p = commands.add_parser("imagenet1k-train", help="ImageNet-1k train: 1,000 <wnid>/ folders (labels in timm's 1k order)")
     p.add_argument("src", type=Path)
     p.add_argument("out", type=Path)
-    _storage_options(p)
+    _storage_options(p, FINETUNE_STORAGE)
 
     p = commands.add_parser("imagenet1k-val", help="ImageNet-1k val: <wnid>/ folders, or flat files + devkit or LOC_val_solution.csv")
     p.add_argument("src", type=Path)
@@ -71,14 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--devkit", type=Path, help="ILSVRC2012_devkit_t12 folder or .tar.gz (ground truth + meta.mat)")
     labels.add_argument("--loc-csv", type=Path, help="Kaggle's LOC_val_solution.csv")
-    _storage_options(p)
+    _storage_options(p, FINETUNE_STORAGE)
 
     p = commands.add_parser("folder", help="any <class>/ folder layout (sorted folder names, or another beton's classes)")
     p.add_argument("src", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--classes-from", type=Path, help="a beton whose class list (and indices) to use, e.g. the train set's")
     _multi_label_option(p)
-    _storage_options(p)
+    _storage_options(p, BetonSettings().max_resolution)
 
     p = commands.add_parser("subsets", help="write nested, seeded subset index files beside a beton")
     p.add_argument("beton", type=Path)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import lightning as L
 
-from conversion.beton import DEFAULT_HINT, check_beton_sha256, read_manifest
+from conversion.beton import DEFAULT_HINT, check_beton_sha256, check_storage_resolution, read_manifest
 from conversion.errors import InputError
 from datamodules.resumable import resume_position, training_position
 
@@ -83,3 +83,9 @@ class BetonDataModule(L.LightningDataModule):
         if self.verify_sha256:
             check_beton_sha256(Path(beton), manifest, self.make_hint)
         return manifest
+
+    def _check_storage(self, beton: str | Path, manifest: dict, crop: int, allow_upsampling: bool) -> None:
+        """Refuse a beton stored below the run's ``crop`` (``conversion.beton.check_storage_resolution``)
+        unless ``allow_upsampling``; at construction, before anything is spent."""
+        if not allow_upsampling:
+            check_storage_resolution(Path(beton), manifest, crop, self.make_hint, "data.init_args.allow_upsampling")

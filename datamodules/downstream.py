@@ -33,6 +33,12 @@ class DownstreamDataModule(BetonDataModule):
             releases are scanned in ``setup``, so a bad one stops the run before it trains.
         benchmark_options: per-benchmark constructor options, e.g. ``{imagenet_a: {restrict: false}}``.
         ood_cache: where benchmark betons are cached (default ``<ood_root>/.betons``).
+        ood_preprocessing: ``"ffcv"`` (default) or ``"testbed"``: where the benchmarks' squash to
+            ``crop`` happens (``datamodules.ood.OODSuite``).
+        allow_upsampling: train and evaluate even though a beton's storage cap
+            (``--max-resolution``) shrank its images below ``crop``. Off by default: such a
+            run is refused at start-up, since it would silently upsample every image (store
+            ImageNet-1k at 512, ``conversion``'s default, for either HyperRule variant).
     """
 
     def __init__(
@@ -54,6 +60,8 @@ class DownstreamDataModule(BetonDataModule):
         global_batch: int | None = hyperrule.BATCH_SIZE,
         max_device_batch: int | None = None,
         verify_sha256: bool = False,
+        allow_upsampling: bool = False,
+        ood_preprocessing: str = "ffcv",
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch, verify_sha256)
         self.save_hyperparameters()
@@ -68,7 +76,10 @@ class DownstreamDataModule(BetonDataModule):
         if (resize is None) != (crop is None):
             raise ValueError("set both data.resize and data.crop, or neither (HyperRule default)")
         self.resize, self.crop = (resize, crop) if resize is not None else hyperrule.resolution(self._median_area(), resolution_variant)
-        self.ood = OODSuite(ood_root, benchmarks or [], self.class_list, self.crop, benchmark_options or {}, ood_cache) if benchmarks else None
+        for beton, manifest in ((self.train_beton, self.manifest), (self.val_beton, val_manifest)):
+            self._check_storage(beton, manifest, self.crop, allow_upsampling)
+        self.ood = OODSuite(ood_root, benchmarks or [], self.class_list, self.crop, benchmark_options or {}, ood_cache,
+                            ood_preprocessing) if benchmarks else None
 
     @classmethod
     def train_size(cls, init_args) -> int:

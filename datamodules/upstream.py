@@ -32,6 +32,8 @@ class UpstreamDataModule(BetonDataModule):
             and of the crops and flips (drawn per image from it, the epoch and the row).
         multi_label: train on every label of each image (a beton converted with ``--multi-label``):
             batches then carry ``(B, max_labels)`` labels padded with -1; validation keeps the first.
+        allow_upsampling: train even though the beton's storage cap (``--max-resolution``) shrank
+            its images below ``resolution``; refused at start-up by default (see ``DownstreamDataModule``).
     """
 
     def __init__(
@@ -52,12 +54,14 @@ class UpstreamDataModule(BetonDataModule):
         max_device_batch: int | None = None,
         verify_sha256: bool = False,
         multi_label: bool = False,
+        allow_upsampling: bool = False,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, os_cache, global_batch, max_device_batch, verify_sha256)
         self.save_hyperparameters()
         subset_size = self.subset_size = parse_size(subset_size)
         self.beton = Path(beton)
         self.manifest = self._manifest(self.beton)
+        self._check_storage(self.beton, self.manifest, resolution, allow_upsampling)
         self.class_list: list[str] = self.manifest["classes"]
         self._has_label_sets = "labels" in self.manifest.get("fields", [])
         if multi_label and not self._has_label_sets:

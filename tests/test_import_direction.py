@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Top to bottom: a package may import those after it. synthetic/ writes the stand-in releases
 # ood/ reads; perf/ measures everything and nothing imports it.
-ORDER = ["study", "callbacks", "results", "lightning_modules", "datamodules", "recipes", "conversion", "ood"]
+ORDER = ["study", "callbacks", "results", "lightning_modules", "datamodules", "conversion", "ood", "recipes"]
 ALLOWED = {name: set(ORDER[i + 1:]) for i, name in enumerate(ORDER)}
 ALLOWED["study"] |= {"synthetic"}
 ALLOWED["synthetic"] = {"ood"}
