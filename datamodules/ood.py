@@ -11,12 +11,16 @@ kept and the conversion at the end of the run reuses it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
+from PIL import Image
 
 from datamodules.base import distributed_context, loader_device
 from conversion.beton import BetonSettings, write_beton
@@ -30,6 +34,13 @@ LAYOUTS_DOC = "docs/benchmarks-layouts.md"
 # The stages whose run ends in an OOD evaluation (callbacks.ood_evaluation: on_fit_end, on_test_end):
 # setup scans the releases for these, so a broken release stops the run before compute is spent.
 CHECKED_STAGES = ("fit", "test")
+PREPROCESSING = ("ffcv", "testbed")
+
+
+def _squash_bilinear(bench: Benchmark, resolution: int, image: Image.Image) -> Image.Image:
+    """imagenet-testbed's BiT transform at write time: the benchmark's own step, then
+    ``Resize((resolution, resolution))`` with PIL's bilinear filter (torchvision 0.8's default)."""
+    return bench.preprocess(image).convert("RGB").resize((resolution, resolution), Image.BILINEAR)
 
 
 @dataclass
@@ -63,11 +74,24 @@ class OODSuite:
         class_list: the model's outputs as ImageNet wnids, in output order.
         resolution: eval side (squash resize, as BiT evaluates).
         options: per-benchmark constructor keyword arguments.
-        cache: folder for the benchmark betons (default ``<root>/.betons``).
+        cache: folder for the benchmark betons (default ``<root>/.betons``). Each cached beton is
+            named by what it holds (the scanned rows and labels, the class list, the storage and
+            preprocessing), so runs with other classes, options or resolutions never read each
+            other's betons, and a rerun reuses its own.
+        preprocessing: where the squash to ``resolution`` happens.
+            ``"ffcv"`` (default): images are stored with the longer side capped at
+            ``max(256, resolution)`` and squashed by FFCV's decoder at load time (OpenCV's area
+            interpolation). ``"testbed"``: as imagenet-testbed preprocesses BiT models, each image
+            (after the benchmark's own step, e.g. ObjectNet's border crop) is squashed to
+            ``resolution`` x ``resolution`` with PIL's bilinear filter when the beton is written,
+            so FFCV's load-time resize is the identity. ``write_mode`` ``"raw"`` stores those
+            pixels exactly (``resolution``² x 3 bytes an image); ``"jpg"`` (default) re-encodes
+            them at ``jpeg_quality``.
     """
 
     def __init__(self, root: str | Path | None, names: list[str], class_list: list[str], resolution: int,
-                 options: dict[str, dict] | None = None, cache: str | Path | None = None):
+                 options: dict[str, dict] | None = None, cache: str | Path | None = None,
+                 preprocessing: str = "ffcv", write_mode: str = "jpg", jpeg_quality: int = 90):
         if root is None:
             raise InputError("benchmarks are configured but data.ood_root is not set; point it at the folder holding the releases")
         self.root = Path(root)
@@ -80,6 +104,13 @@ class OODSuite:
         self.benchmarks = {name: _build_benchmark(name, options.get(name, {})) for name in names}
         self.class_list = list(class_list)
         self.resolution = resolution
+        if preprocessing not in PREPROCESSING:
+            raise InputError(f"OOD preprocessing {preprocessing!r} unknown; choose one of {', '.join(PREPROCESSING)}")
+        if write_mode not in ("jpg", "raw"):
+            raise InputError(f"OOD write mode {write_mode!r} unknown; choose jpg or raw")
+        self.preprocessing = preprocessing
+        cap = resolution if preprocessing == "testbed" else max(256, resolution)
+        self.storage = BetonSettings(max_resolution=cap, jpeg_quality=int(jpeg_quality), write_mode=write_mode)
         self.cache = Path(cache) if cache is not None else self.root / ".betons"
         self._indexes: dict[str, BenchmarkIndex] = {}
         self._prepared: dict[str, tuple] = {}
@@ -129,14 +160,32 @@ class OODSuite:
         if name not in self._prepared:
             bench = self.benchmarks[name]
             index = self.scan(name)
-            beton = self.cache / f"{name}.beton"
-            write_beton(beton, index.paths, index.labels, classes=[], settings=BetonSettings(max_resolution=max(256, self.resolution)),
-                        source=str(self.release_path(name).resolve()), meta=index.meta, preprocess=bench.preprocess,
-                        extra={"benchmark": name, "class_list": self.class_list},
+            preprocess = bench.preprocess if self.preprocessing == "ffcv" else partial(_squash_bilinear, bench, self.resolution)
+            beton = self.cache / f"{name}-{self._cache_key(name, index)}.beton"
+            write_beton(beton, index.paths, index.labels, classes=[], settings=self.storage,
+                        source=str(self.release_path(name).resolve()), meta=index.meta, preprocess=preprocess,
+                        extra={"benchmark": name, "class_list": self.class_list, "preprocessing": self.preprocessing,
+                               "resolution": self.resolution, "settings": bench.describe()},
                         on_corrupt="abort",  # a benchmark with a missing image would be scored on a different set
-                        overwrite=True)  # a cache: rebuilt when the release or the resolution changes
+                        overwrite=True)  # a cache: a finished file of the same name holds the same rows
             self._prepared[name] = (index, beton)
         return self._prepared[name]
+
+    def _cache_key(self, name: str, index: BenchmarkIndex) -> str:
+        """What a cached beton holds, hashed: rows (paths, labels, per-image metadata), the class
+        list, the benchmark's settings, the storage and the preprocessing."""
+        digest = hashlib.sha256()
+        what = {"benchmark": name, "classes": self.class_list, "preprocessing": self.preprocessing,
+                "resolution": self.resolution if self.preprocessing == "testbed" else None,
+                "storage": asdict(self.storage), "release": str(self.release_path(name).resolve()),
+                "settings": {k: v for k, v in self.benchmarks[name].describe().items() if k != "clean_error"}}
+        digest.update(json.dumps(what, sort_keys=True, default=str).encode())
+        digest.update("\0".join(str(p) for p in index.paths).encode())
+        digest.update(np.ascontiguousarray(index.labels, dtype=np.int64).tobytes())
+        for key in sorted(index.meta):
+            digest.update(key.encode() + np.ascontiguousarray(index.meta[key], dtype=np.int64).tobytes())
+        return digest.hexdigest()[:16]
+
 
     def evaluation_sets(self, batch_size: int, num_workers: int, rank: int, world_size: int, device=None) -> list[EvaluationSet]:
         """This rank's loaders of every benchmark; ``device``: a CUDA device FFCV delivers batches to."""
@@ -233,20 +282,30 @@ class OODDataModule(L.LightningDataModule):
         ood_root / benchmarks / benchmark_options / ood_cache: as in ``DownstreamDataModule``.
         resolution: eval side (squash resize, as BiT evaluates).
         class_list: the model's outputs as wnids in output order (default: the val beton's classes).
+        allow_upsampling: evaluate even though the val beton's storage cap is below ``resolution``
+            (refused by default, see ``DownstreamDataModule``).
+        preprocessing / write_mode / jpeg_quality: how the benchmark betons are made (``OODSuite``);
+            ``preprocessing: testbed`` reproduces imagenet-testbed's BiT transform
+            (configs/bit/parity_*.yaml, docs/ood-parity.md). The clean val set keeps its beton.
     """
 
     def __init__(self, val_beton: str, ood_root: str, benchmarks: list[str], resolution: int = 384, batch_size: int = 256,
                  class_list: list[str] | None = None, benchmark_options: dict[str, dict] | None = None,
-                 ood_cache: str | None = None, num_workers: int = 2):
+                 ood_cache: str | None = None, num_workers: int = 2, allow_upsampling: bool = False,
+                 preprocessing: str = "ffcv", write_mode: str = "jpg", jpeg_quality: int = 90):
         super().__init__()
         self.save_hyperparameters()
-        from conversion.beton import read_manifest
+        from conversion.beton import check_storage_resolution, read_manifest
 
         self.val_beton = Path(val_beton)
-        manifest = read_manifest(self.val_beton, "python -m conversion imagenet1k-val SRC OUT.beton")
+        hint = "python -m conversion imagenet1k-val SRC OUT.beton"
+        manifest = read_manifest(self.val_beton, hint)
+        if not allow_upsampling:
+            check_storage_resolution(self.val_beton, manifest, resolution, hint, "data.init_args.allow_upsampling")
         self.class_list = list(class_list) if class_list is not None else list(manifest["classes"])
         self.num_val_examples = int(manifest["num_images"])
-        self.ood = OODSuite(ood_root, benchmarks, self.class_list, resolution, benchmark_options, ood_cache)
+        self.ood = OODSuite(ood_root, benchmarks, self.class_list, resolution, benchmark_options, ood_cache,
+                            preprocessing, write_mode, jpeg_quality)
 
     # the CLI links data.num_train_examples into every model; there is no training set here
     num_train_examples = None
