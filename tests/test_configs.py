@@ -27,7 +27,13 @@ def test_miniature_study_definition_names_existing_configs():
     assert study.data_sizes == sorted(study.data_sizes) and study.steps == sorted(study.steps)
 
 
-TRAINING_CONFIGS = [p for p in STAGE_CONFIGS if "evaluate" not in p.name]
+# evaluation-only configs (an EvaluationModule: nothing trained, nothing to resume)
+TRAINING_CONFIGS = [p for p in STAGE_CONFIGS
+                    if not yaml.safe_load(p.read_text())["model"]["class_path"].endswith("EvaluationModule")]
+
+
+def test_the_evaluation_configs_are_known():
+    assert {p.name for p in STAGE_CONFIGS if p not in TRAINING_CONFIGS} == {"evaluate.yaml", "evaluate_ood.yaml", "parity.yaml"}
 
 
 @pytest.mark.parametrize("config", TRAINING_CONFIGS, ids=str)

@@ -96,3 +96,34 @@ def test_a_head_of_another_size_is_refused(finetuned, tmp_path):
     save_file(weights, str(tmp_path / "w.safetensors"))
     with pytest.raises(ValueError, match="head.fc.(weight|bias) has shape .*another number of classes"):
         _evaluate(world, tmp_path, "--model.init_args.backbone", "resnetv2_tiny_bit", "--model.init_args.weights", str(tmp_path / "w.safetensors"))
+
+
+def test_the_parity_config_evaluates_a_weight_file_and_prints_the_comparison(finetuned, tmp_path, capsys):
+    """``configs/bit/parity.yaml`` as a user runs it, on the miniature's data and a tiny model on
+    the CPU: the benchmark betons are made with the testbed's preprocessing, and the table of
+    our top-1 beside the published BiT-M-R50x1 numbers is printed and saved as parity.csv."""
+    from safetensors.torch import save_file
+
+    world, ckpt, _ = finetuned
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    save_file({k[len("model."):]: v.contiguous() for k, v in state.items() if k.startswith("model.")}, str(tmp_path / "w.safetensors"))
+    cli_main(["test", "--config", "configs/bit/parity.yaml", "--config", str(world / "data/ood_options.yaml"),
+              "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
+              "--trainer.logger.init_args.save_dir", str(tmp_path / "tb"), "--trainer.enable_progress_bar", "false",
+              "--data.init_args.val_beton", str(world / "data/betons/downstream_val.beton"),
+              "--data.init_args.ood_root", str(world / "data/ood"), "--data.init_args.ood_cache", str(tmp_path / "cache"),
+              "--data.init_args.resolution", "32", "--data.init_args.num_workers", "1",
+              "--model.init_args.backbone", "resnetv2_tiny_bit", "--model.init_args.weights", str(tmp_path / "w.safetensors"),
+              "--trainer.callbacks.init_args.model", "BiT-M-R50x1"])
+    out = capsys.readouterr().out
+    (run,) = (tmp_path / "tb").glob("parity/run-*")
+    record = json.loads((run / "ood_result.json").read_text())
+    assert "parity with imagenet-testbed" in out and "BiT-M-R50x1" in out
+    ours_a = 100 * (1 - record["errors"]["imagenet_a"])
+    (line,) = [l for l in out.splitlines() if l.startswith("ImageNet-A ")]
+    assert line.split()[1:4] == [f"{ours_a:.2f}", "25.27", f"{ours_a - 25.2667:+.2f}"]
+    rows = (run / "parity.csv").read_text().splitlines()
+    assert len(rows) == 10 and rows[0].startswith("model,benchmark,key")
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*.json")]
+    assert len(manifests) == 6 and {m["extra"]["preprocessing"] for m in manifests} == {"testbed"}
+    assert {m["settings"]["max_resolution"] for m in manifests} == {32}
