@@ -307,13 +307,16 @@ class YTBBRobust(_PmSetBenchmark):
     at offset 1..``pm_k`` (either side) is kept if annotated ``similar`` and none of the
     problem labels. An anchor's labels are the YTBB class names among its annotation labels
     plus its CSV label (YT-BB ids 22 and 23 swapped, as the testbed does); neighbours are
-    judged against the anchor's labels. The published size is not enforced (not confirmed:
-    57,897 frames in 3,139 sets for both datasets together minus ImageNet-Vid-Robust's
-    22,179 / 1,109 gives 35,718 / 2,030); every frame the metadata names must exist.
+    judged against the anchor's labels. Every frame the metadata names must exist. The
+    reviewed pm-set count is not enforced but compared with the testbed's: its published
+    YTBB accuracies are all multiples of 1/2,030 (and 57,897 frames in 3,139 sets for both
+    datasets, minus ImageNet-Vid-Robust's 22,179 / 1,109, gives 35,718 / 2,030), so another
+    count is logged as a warning: the numbers are then not comparable with published ones.
     """
 
     name = "ytbb_robust"
     key = "ytbb"
+    published_anchors: ClassVar[int] = 2030
     result_keys = ("ytbb", "ytbb_w")
     release_folder = "imagenet_vid_ytbb_robust/ytbb-robust"
     layout = "ytbb_videos/<youtube id>_<ms>/frame-<i>.jpg and metadata/"
@@ -387,4 +390,7 @@ class YTBBRobust(_PmSetBenchmark):
                     neighbours.append((n_key, lab))  # judged against the anchor's labels
             sets.append((a_key, lab, neighbours))
         self._n_metadata_frames = len(sets) + sum(len(n) for _, _, n in sets)
+        if self.expected_size is None and self.pm_k == 10 and len(sets) != self.published_anchors:
+            log.warning("%s: %d reviewed pm-sets in %s, but imagenet-testbed scores %d; results will not be comparable "
+                        "with published ones (is the metadata the release's?)", self.name, len(sets), meta, self.published_anchors)
         return class_wnids, sets

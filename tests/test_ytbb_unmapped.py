@@ -105,3 +105,16 @@ def test_the_older_rules_give_their_own_numbers(tmp_path):
     # exclude: the cow anchor is dropped, so the error is over three anchors
     index, order, correct, res = _score("exclude", root, [982, 982, 207, 609])
     assert "cowcowcowco" not in order and index.stats["anchors_kept"] == 3 and res["ytbb"] == 0.0
+
+
+def test_a_pm_set_count_other_than_the_testbeds_is_said(tmp_path, caplog):
+    import logging
+
+    root = _release(tmp_path / "ytbb-robust")
+    with caplog.at_level(logging.WARNING, logger="ood.video_robust"):
+        get_benchmark("ytbb_robust").scan(root, imagenet1k_wnids())  # the release's own sizes, not a test's
+    assert "4 reviewed pm-sets" in caplog.text and "imagenet-testbed scores 2030" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ood.video_robust"):
+        get_benchmark("ytbb_robust", expected_size=4).scan(root, imagenet1k_wnids())
+    assert "reviewed pm-sets" not in caplog.text
