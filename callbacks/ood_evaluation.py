@@ -16,6 +16,7 @@ from torchmetrics.classification import BinaryCalibrationError
 from callbacks.indexed_outcomes import IndexedOutcomes
 from ood.base import plain_argmax
 from conversion.errors import InputError
+from results.outcomes import write_outcomes
 from results.schema import ResultSchemaError, validate_record, write_result
 
 
@@ -43,6 +44,10 @@ def _versions() -> dict:
         except PackageNotFoundError:
             pass
     return out
+
+
+# A run's axes in the HParams tab: a study cell's identity (``record``), or the model alone.
+HPARAM_AXES = ("model", "data_size", "steps", "seed", "resolution")
 
 
 class OODEvaluation(Callback):
@@ -111,7 +116,7 @@ class OODEvaluation(Callback):
             return None
         was_training = pl_module.training
         pl_module.eval()
-        errors, metrics, settings, timings = {}, {}, {}, {}
+        errors, metrics, settings, timings, units = {}, {}, {}, {}, {}
         clean = trainer.datamodule.clean_set() if hasattr(trainer.datamodule, "clean_set") else None
         clean_error = None
         if clean is not None:
@@ -128,6 +133,7 @@ class OODEvaluation(Callback):
                 s.benchmark.set_clean_error(clean_error)
             _, correct, confidence = self._outcomes(trainer, pl_module, s.loader, s.size, s.name, s.benchmark.outcomes)
             summary = s.benchmark.summarize(correct.cpu().numpy(), confidence.cpu().numpy(), s.index)
+            units.update(s.benchmark.unit_outcomes(correct.cpu().numpy(), s.index))  # what a bootstrap resamples
             for key, value in summary.items():
                 (errors if key in s.index.result_keys else metrics)[key] = float(value)
             metrics[f"{s.name}/ece"] = self._ece(correct, confidence)
@@ -147,7 +153,8 @@ class OODEvaluation(Callback):
         self.last_record = record
         if trainer.is_global_zero:
             self._log(trainer, errors, metrics)
-            self._write(log_dir, record)
+            self._log_hparams(trainer, record, errors)
+            self._write(log_dir, record, units)
         return record
 
     @staticmethod
@@ -199,10 +206,31 @@ class OODEvaluation(Callback):
             logger.log_metrics(scalars, step=trainer.global_step)
             logger.save()
 
-    def _write(self, log_dir: Path, record) -> None:
+    @staticmethod
+    def _log_hparams(trainer, record: dict, errors: dict) -> None:
+        """TensorBoard's HParams tab: the run's axes (what ``record`` says it is: model, data
+        size, steps, seed, resolution) as hparams and its OOD errors as the metrics, so every
+        run of a study under one log root shows as one sortable table. The configs turn off
+        Lightning's placeholder ``hp_metric`` (``default_hp_metric: false``)."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        axes = {k: record[k] for k in HPARAM_AXES if record.get(k) is not None}
+        metrics = {f"hparams/{k}": float(v) for k, v in errors.items()}
+        if "clean/error" in record.get("metrics", {}):
+            metrics["hparams/clean"] = float(record["metrics"]["clean/error"])
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(axes, metrics=metrics)
+                logger.save()
+
+    def _write(self, log_dir: Path, record, units) -> None:
+        """Each result file with its outcomes sidecar (written first: a result never names a missing one)."""
         from conversion.files import atomic_write_json
 
-        atomic_write_json(log_dir / "ood_result.json", json.loads(json.dumps(record, default=str)))
-        rank_zero_info(f"OOD result written to {log_dir / 'ood_result.json'}")
+        path = log_dir / "ood_result.json"
+        record["outcomes"] = write_outcomes(path, units)
+        atomic_write_json(path, json.loads(json.dumps(record, default=str)))
+        rank_zero_info(f"OOD result written to {path}")
         if self.result_file is not None:
-            rank_zero_info(f"OOD result written to {write_result(self.result_file, record)}")
+            filed = {**record, "outcomes": write_outcomes(self.result_file, units)}
+            rank_zero_info(f"OOD result written to {write_result(self.result_file, filed)}")

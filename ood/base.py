@@ -83,6 +83,48 @@ class BenchmarkIndex:
         return len(self.paths)
 
 
+@dataclass
+class UnitOutcomes:
+    """One result key's outcomes on its resampling units (for confidence intervals).
+
+    ``correct[u, c]`` says whether unit ``u`` was scored right in column ``c``; the key's
+    error is ``1 - mean over columns of (mean over the units valid in that column)``, exactly
+    what ``summarize`` reports. Units are what a bootstrap resamples: images (one column),
+    ImageNet-C's base images (one column per (corruption, severity) set), video anchors (one
+    column: pm0 for the anchor, pm10 for its whole set). ``units`` names them, in row order,
+    so that two runs' outcomes can be checked to be paired. ``valid`` is None when every
+    entry counts (a complete release).
+    """
+
+    correct: np.ndarray  # bool (U, C)
+    units: list[str]
+    unit: str  # what a unit is: "image", "base image", "anchor"
+    valid: np.ndarray | None = None  # bool (U, C)
+
+    def __post_init__(self) -> None:
+        self.correct = np.asarray(self.correct, dtype=bool)
+        if self.correct.ndim == 1:
+            self.correct = self.correct[:, None]
+        if len(self.units) != self.correct.shape[0]:
+            raise ValueError(f"{len(self.units)} unit names for {self.correct.shape[0]} rows")
+        if self.valid is not None:
+            self.valid = np.asarray(self.valid, dtype=bool).reshape(self.correct.shape)
+            if self.valid.all():
+                self.valid = None
+
+    def error(self) -> float:
+        """The key's error recomputed from the units (equal to ``summarize``'s)."""
+        if self.valid is None:
+            return float(1.0 - self.correct.mean(axis=0).mean())
+        per_column = (self.correct & self.valid).sum(axis=0) / np.maximum(self.valid.sum(axis=0), 1)
+        return float(1.0 - per_column[self.valid.any(axis=0)].mean())
+
+
+def relative_name(path: Path, parts: int) -> str:
+    """The last ``parts`` components of ``path`` joined by "/" (a unit's name, release-relative)."""
+    return "/".join(Path(path).parts[-parts:])
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name; hidden files ignored."""
     return sorted(p for p in folder.iterdir()
@@ -201,6 +243,14 @@ class Benchmark(abc.ABC):
     def summarize(self, correct: np.ndarray, confidence: np.ndarray, index: BenchmarkIndex) -> dict[str, float]:
         """All outcomes, ordered by image index → result keys (errors in [0, 1]) + diagnostics.
         (Calibration error is computed from ``confidence`` by the evaluation callback.)"""
+
+    def unit_outcomes(self, correct: np.ndarray, index: BenchmarkIndex) -> dict[str, UnitOutcomes]:
+        """Per result key, the outcomes on the units a bootstrap resamples (``UnitOutcomes``);
+        ``correct`` as for ``summarize``. Default: one unit per image, named by its last two
+        path components (``<class folder>/<file>``)."""
+        correct = np.asarray(correct, dtype=bool)
+        units = [relative_name(p, 2) for p in index.paths]
+        return {key: UnitOutcomes(correct, units, "image") for key in index.result_keys}
 
     def describe(self) -> dict[str, Any]:
         """Settings and scan counts that are not float results (strings, ints) for the result file."""

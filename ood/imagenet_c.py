@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ood.base import WNID_RE, BenchmarkIndex, SingleLabelBenchmark, _check_lengths, list_dirs, list_images
+from ood.base import WNID_RE, BenchmarkIndex, SingleLabelBenchmark, UnitOutcomes, _check_lengths, list_dirs, list_images, relative_name
 
 IMAGENET_C_CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "impulse_noise",
@@ -206,6 +206,23 @@ class ImageNetC(SingleLabelBenchmark):
         meta = {"set_id": np.asarray(set_ids), "corruption": np.asarray(corr), "severity": np.asarray(sev)}
         return BenchmarkIndex(paths, np.asarray(labels, dtype=np.int64), meta, self.result_keys,
                               {"found": found, "kept": len(paths), "excluded": excluded, "excluded_classes": len(excluded_wnids)})
+
+    def unit_outcomes(self, correct, index) -> dict[str, UnitOutcomes]:
+        """Units are the base images (``<wnid>/<file>``: one val image, the same in every set),
+        columns the configured sets present; resampling a base image resamples it in all 75."""
+        correct = np.asarray(correct, dtype=bool)
+        names = [relative_name(p, 2) for p in index.paths]
+        units = sorted(set(names))
+        row_of = {u: i for i, u in enumerate(units)}
+        sets = np.unique(index.meta["set_id"])
+        column_of = {int(s): j for j, s in enumerate(sets)}
+        matrix = np.zeros((len(units), len(sets)), dtype=bool)
+        valid = np.zeros_like(matrix)
+        rows = np.fromiter((row_of[n] for n in names), dtype=np.int64, count=len(names))
+        cols = np.fromiter((column_of[int(s)] for s in index.meta["set_id"]), dtype=np.int64, count=len(names))
+        matrix[rows, cols] = correct
+        valid[rows, cols] = True
+        return {"imagenet_c": UnitOutcomes(matrix, units, "base image", valid)}
 
     def summarize(self, correct, confidence, index, *, clean_error: float | None = None) -> dict[str, float]:
         correct = np.asarray(correct, dtype=bool)

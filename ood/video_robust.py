@@ -50,7 +50,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ood.base import Benchmark, BenchmarkIndex, _check_lengths, read_json, require_file, require_keys
+from ood.base import Benchmark, BenchmarkIndex, UnitOutcomes, _check_lengths, read_json, require_file, require_keys
 from ood.class_lists import imagenet1k_wnids
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class _PmSetBenchmark(Benchmark):
         self._class_outputs: list[list[int]] = []
         self._targets = np.zeros((0, 0), dtype=bool)
         self._n_metadata_frames = 0  # frames the metadata labels (set by _read_release)
+        self._frames_root_seen: Path | None = None  # the scanned release's frame folder (unit names)
 
     def _settings(self):
         return {"aggregate": self.aggregate, "unmapped": self.unmapped}
@@ -100,7 +101,7 @@ class _PmSetBenchmark(Benchmark):
 
     def _scan(self, root: Path, strict: bool) -> BenchmarkIndex:
         class_wnids, pmsets = self._read_release(root)
-        frames_root = self._frames_root(root)
+        frames_root = self._frames_root_seen = self._frames_root(root)
         self._class_outputs = [[self._out_index[w] for w in ws if w in self._out_index] for ws in class_wnids]
         mapped = {k for k, outs in enumerate(self._class_outputs) if outs}
         if not mapped:
@@ -201,18 +202,36 @@ class _PmSetBenchmark(Benchmark):
         confidence = class_prob.gather(1, pred[:, None]).squeeze(1)
         return correct, confidence
 
-    def summarize(self, correct, confidence, index):
-        correct = np.asarray(correct, dtype=bool)
-        confidence = np.asarray(confidence, dtype=np.float64)
-        _check_lengths(self.name, correct, confidence, index)
+    def _per_set(self, correct, index) -> tuple[np.ndarray, np.ndarray]:
+        """``(anchor right, anchor and every neighbour right)`` per pm-set, in set order."""
         pmset = index.meta["pmset"]
         anchor = index.meta["is_anchor"].astype(bool)
         n_sets = int(pmset.max()) + 1 if len(pmset) else 0
         wrong_in_set = np.bincount(pmset, weights=(~correct).astype(np.float64), minlength=n_sets)
         anchor_correct = np.zeros(n_sets, dtype=bool)
         anchor_correct[pmset[anchor]] = correct[anchor]
+        return anchor_correct, wrong_in_set == 0
+
+    def unit_outcomes(self, correct, index) -> dict[str, UnitOutcomes]:
+        """Units are the pm-sets, named by their anchor frame: pm0 counts the anchor, pm10 the set."""
+        correct = np.asarray(correct, dtype=bool)
+        anchor_correct, set_correct = self._per_set(correct, index)
+        root = self._frames_root_seen
+        anchors = index.meta["is_anchor"].astype(bool)
+        names = [None] * len(anchor_correct)
+        for p, s in zip(np.asarray(index.paths, dtype=object)[anchors], index.meta["pmset"][anchors]):
+            names[int(s)] = Path(p).relative_to(root).as_posix() if root is not None else Path(p).name
+        return {self.key: UnitOutcomes(anchor_correct, names, "anchor"),
+                f"{self.key}_w": UnitOutcomes(set_correct, names, "anchor")}
+
+    def summarize(self, correct, confidence, index):
+        correct = np.asarray(correct, dtype=bool)
+        confidence = np.asarray(confidence, dtype=np.float64)
+        _check_lengths(self.name, correct, confidence, index)
+        anchor_correct, set_correct = self._per_set(correct, index)
+        n_sets = len(anchor_correct)
         pm0 = float(anchor_correct.mean())
-        pm10 = float((wrong_in_set == 0).mean())  # anchor and every neighbour right
+        pm10 = float(set_correct.mean())  # anchor and every neighbour right
         key = self.key
         return {key: 1.0 - pm0, f"{key}_w": 1.0 - pm10, f"{key}/pm0": pm0, f"{key}/pm10": pm10,
                 f"{key}/n_anchors": float(n_sets), f"{key}/n_frames": float(len(correct))}

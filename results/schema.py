@@ -184,6 +184,10 @@ def validate_record(record: Any) -> None:
             raise ResultSchemaError(f"'{key}' must be an object, got {type(record[key]).__name__}")
     if "metrics" in record:
         _check_numeric_tree(record["metrics"], "metrics")
+    if "outcomes" in record:
+        ref = record["outcomes"]
+        if not isinstance(ref, dict) or not isinstance(ref.get("file"), str) or not isinstance(ref.get("keys", {}), dict):
+            raise ResultSchemaError("'outcomes' must be an object with a 'file' name and 'keys' (see results/outcomes.py)")
     if "num_params" in record and (not _is_int(record["num_params"]) or record["num_params"] <= 0):
         raise ResultSchemaError(f"'num_params' must be a positive integer, got {record['num_params']!r}")
 

@@ -68,3 +68,27 @@ def test_missing_beton_is_one_clear_error(tmp_path):
     with pytest.raises(SystemExit, match=rf"error: {missing}.*python -m conversion"):
         cli_main(["fit", "--config", "configs/miniature/finetune.yaml", "--data.init_args.train_beton", str(missing),
                   "--model.init_args.backbone", "resnetv2_tiny_bit"])
+
+
+def test_hparams_tab_has_the_cells_axes_and_its_errors_and_no_placeholder(cell):
+    """TensorBoard's HParams plugin data in the fine-tuning run: the cell's axes as hparams, the OOD
+    errors as its metrics, and no ``hp_metric`` (Lightning's -1 placeholder) anywhere."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    world, _, log_dir, _ = cell
+    record = json.loads((log_dir / "ood_result.json").read_text())
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    hparams = {k: (v.string_value or v.number_value) for k, v in start.hparams.items()}
+    assert hparams == {"model": "resnetv2_tiny_bit", "data_size": 40, "steps": 4, "seed": 0}
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    metric_tags = {m.name.tag for m in experiment.metric_infos}
+    assert metric_tags == {f"hparams/{k}" for k in record["errors"]} | {"hparams/clean"}
+    scalars = events.Tags()["scalars"]
+    for key, error in record["errors"].items():
+        assert events.Scalars(f"hparams/{key}")[-1].value == pytest.approx(error, abs=1e-6)
+    assert "hp_metric" not in scalars
+    for run in (world / "runs/tb").rglob("events.out.tfevents.*"):  # the pre-training run too
+        assert "hp_metric" not in EventAccumulator(str(run)).Reload().Tags()["scalars"]

@@ -41,6 +41,14 @@ def test_checkpoint_is_evaluated_and_filed_where_told(finetuned, tmp_path):
     # the clean val error is measured too and feeds ImageNet-C's relative mCE
     assert 0.0 <= record["metrics"]["clean/error"] <= 1.0 and "imagenet_c/relative_mce" in record["metrics"]
     assert record["timings"]["clean"]["images"] == 36  # 18 classes x 2 val images, each counted once
+    # per-example outcomes beside both result files, reproducing every error
+    from results.outcomes import read_outcomes
+
+    for path, rec in ((tmp_path / "results/cell.json", filed), (next((tmp_path / "tb").glob("evaluate/run-*/ood_result.json")), record)):
+        stored = read_outcomes(path, rec)
+        assert set(stored) == set(rec["errors"]) and path.with_name(rec["outcomes"]["file"]).is_file()
+        assert {k: s.error() for k, s in stored.items()} == pytest.approx(rec["errors"], abs=1e-9)
+    assert filed["outcomes"]["keys"]["imagenet_c"]["columns"] == 75 and filed["outcomes"]["keys"]["ytbb"]["unit"] == "anchor"
 
 
 def test_a_safetensors_weight_file_gives_the_same_numbers(finetuned, tmp_path):

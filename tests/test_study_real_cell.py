@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from results.outcomes import read_outcomes
 from study.definition import StudyDefinition
 from study.layout import CellPaths, UpstreamPaths
 from study.runner import cell_statuses, run_study, upstream_statuses
@@ -88,7 +89,8 @@ def test_two_resolutions_share_one_pretraining(studies):
     assert "2 to run from 1 upstream run(s) to pre-train" in lines["whole"][0]
     assert [l.split(": ")[0].split("] ")[1] for l in lines["whole"][1:]] == [f"upstream {UPSTREAM}", *CELLS]
     assert len(list((runs / "tb/pretrain").iterdir())) == 1  # one TensorBoard pre-training run
-    assert sorted(p.name for p in (runs / "results").iterdir()) == [f"{c}.json" for c in CELLS]
+    assert sorted(p.name for p in (runs / "results").glob("*.json")) == [f"{c}.json" for c in CELLS]
+    assert sorted(p.name for p in (runs / "results").glob("*.outcomes.npz")) == [f"{c}.outcomes.npz" for c in CELLS]
     up = UpstreamPaths(runs, UPSTREAM)
     for name, res in zip(CELLS, (28, 32)):
         record = json.loads(CellPaths(runs, name).result.read_text())
@@ -99,6 +101,8 @@ def test_two_resolutions_share_one_pretraining(studies):
         assert record["config"]["upstream"]["trainer"]["max_steps"] == 4
         assert record["seeds"]["upstream.seed_everything"] == 0 and record["git_commit"] and record["versions"]["torch"]
         assert record["study"]["upstream_run"] == UPSTREAM
+        # the launcher's rewrite keeps the outcomes sidecar paired with the file
+        assert set(read_outcomes(CellPaths(runs, name).result, record)) == set(record["errors"])
     checkpoint = torch.load(up.checkpoint, weights_only=True)
     assert checkpoint["global_step"] == 4 and "study_cell" not in checkpoint  # the study knows the cell, not the weights
     assert (runs / "grid/top_resnetv2_tiny_bit-res=32.svg").exists()  # GridReport ran in the cells
