@@ -29,6 +29,7 @@ from conversion.files import atomic_write_json, atomic_write_text
 from study.definition import Cell, StudyDefinition, UpstreamRun
 from study.layout import CellPaths, UnitPaths, UpstreamPaths
 from study.overrides import downstream_overrides, upstream_overrides
+from results.outcomes import sidecar_path
 from results.schema import write_result
 
 CliFn = Callable[[list[str]], Any]
@@ -168,6 +169,9 @@ def complete_result(study: StudyDefinition, cell: Cell, upstream: dict, downstre
         # out of the results folder: a file under the cell's name must describe the cell
         rejected = paths.cell_dir / "rejected_result.json"
         os.replace(paths.result, rejected)
+        sidecar = sidecar_path(paths.result)
+        if sidecar.exists():  # its outcomes go with it (the rejected record names the file)
+            os.replace(sidecar, paths.cell_dir / sidecar.name)
         said = ", ".join(f"{k}={got!r} (cell: {want!r})" for k, (got, want) in wrong.items())
         raise RuntimeError(f"{cell.name}: the result file does not describe this cell ({said}); moved to {rejected}")
     configs = {stage: c for stage, c in (("upstream", _read_config(upstream.get("log_dir"))),

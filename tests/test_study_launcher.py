@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from results.outcomes import sidecar_path
 from study import claims
 from study.cell_run import UpstreamNotReady, collect_seeds, ready_upstream, run_downstream, run_upstream
 from study.cli import main
@@ -624,10 +625,13 @@ def test_result_that_does_not_describe_its_cell_is_moved_out_and_fails_the_cell(
         def __call__(self, args):
             out = super().__call__(args)
             record = json.loads(paths.result.read_text())
+            sidecar_path(paths.result).write_bytes(b"outcomes")  # stands for the evaluation's sidecar
             write_result(paths.result, {**record, "seed": 9})
             return out
 
     error = attempt(study, cell, lambda s, c: run_downstream(s, c, cli=WrongSeed()))
     assert error.startswith(f"RuntimeError: {cell.name}: the result file does not describe this cell (seed=9 (cell: 0))")
     assert not paths.result.exists() and (paths.cell_dir / "rejected_result.json").exists()
+    assert not sidecar_path(paths.result).exists()  # its outcomes went with it
+    assert (paths.cell_dir / sidecar_path(paths.result).name).read_bytes() == b"outcomes"
     assert cell_status(paths).state == FAILED
