@@ -22,6 +22,9 @@ spec's §1::
 - A study with a ``resolution`` axis (records carrying ``resolution``) gets both kinds of
   panel once per resolution value: references, pairs and cells never mix resolutions.
 
+Rows carry a confidence interval (``ci_low``, ``ci_high``) only once `results.bootstrap.add_intervals`
+has filled it from the records' per-example outcomes; this module never computes one.
+
 Several records in one (model, steps, data_size) cell — different seeds — are averaged
 (arithmetic mean of the errors, per benchmark, before the reduction is taken) and the count
 is kept in `CellError.n`; averaging first matches how a figure of one number per cell is read
@@ -40,7 +43,9 @@ from typing import Iterable, Sequence
 
 from results.schema import BENCHMARKS, ResultSchemaError, atomic_write_bytes, validate_record
 
-CSV_COLUMNS: tuple[str, ...] = ("panel", "model", "benchmark", "steps", "data_size", "reduction_pct")
+# Always written, `ci_low`/`ci_high` included: empty where a row has no interval (no outcomes,
+# unpaired cells, intervals turned off), so a reader finds the same columns in every grid.csv.
+CSV_COLUMNS: tuple[str, ...] = ("panel", "model", "benchmark", "steps", "data_size", "reduction_pct", "ci_low", "ci_high")
 # Appended to the CSV only when the records have a resolution axis, so the header of a plain
 # study stays the documented six columns.
 RESOLUTION_COLUMN = "resolution"
@@ -48,6 +53,7 @@ RESOLUTION_COLUMN = "resolution"
 # names the cell its reduction is relative to (a bottom row: the same cell, of the smaller model).
 REFERENCE_COLUMNS: tuple[str, ...] = ("ref_steps", "ref_data_size")
 PANELS: tuple[str, ...] = ("top", "bottom")
+CellKey = tuple  # (model, steps, data_size, benchmark, resolution): a key of `GridResult.cells`
 
 
 def reduction_pct(err_ref: float, err_cell: float) -> float:
@@ -86,6 +92,8 @@ class GridRow:
     `resolution`: the resolution-axis value of the panel (None without that axis).
     `ref_steps` / `ref_data_size`: the cell whose error is ``err_ref`` (top: the panel's
     reference; bottom: this same cell, of the smaller model).
+    `ci_low` / `ci_high`: the bootstrap interval of `reduction_pct` (percent), None when there is
+    none (`results.bootstrap.add_intervals` fills them; `build_grid` leaves them None).
     """
 
     panel: str
@@ -99,6 +107,29 @@ class GridRow:
     resolution: int | None = None
     ref_steps: int | None = None
     ref_data_size: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int, int | None]:
+        """``(panel, model, benchmark, steps, data_size, resolution)``, as in `GridResult.values`."""
+        return self.panel, self.model, self.benchmark, self.steps, self.data_size, self.resolution
+
+    def compared_cells(self) -> tuple[CellKey, CellKey]:
+        """``(reference cell, cell)``: the `GridResult.cells` keys whose errors are ``err_ref`` and
+        ``err_cell`` of this row (top: the panel's reference and the row's cell, of one model;
+        bottom: the row's cell, of the smaller and of the larger model)."""
+        if self.panel == "top":
+            ref_model, model = self.model, self.model
+        else:
+            ref_model, _, model = self.model.partition("->")
+        return ((ref_model, self.ref_steps, self.ref_data_size, self.benchmark, self.resolution),
+                (model, self.steps, self.data_size, self.benchmark, self.resolution))
+
+    @property
+    def is_reference(self) -> bool:
+        """True for a top panel's reference cell itself (reduction 0 by definition)."""
+        return self.panel == "top" and (self.steps, self.data_size) == (self.ref_steps, self.ref_data_size)
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,11 @@ class MissingCell:
             f"{self.panel} panel {self.model}{at_resolution(self.resolution)}, {self.benchmark}: cell "
             f"(steps={self.steps}, data_size={self.data_size}) missing: {self.reason}"
         )
+
+
+def cell_key(record: dict, benchmark: str) -> CellKey:
+    """The `GridResult.cells` key a record's error on `benchmark` is averaged into."""
+    return record["model"], record["steps"], record["data_size"], benchmark, record.get("resolution")
 
 
 def at_resolution(resolution: int | None) -> str:
@@ -150,6 +186,8 @@ class GridResult:
       without values because that cell has no result (and no fallback was asked for, or no
       cell has a result).
     - `fallback_reference`: whether a missing reference may be replaced (the option given).
+    - `intervals`: what the rows' ``ci_low``/``ci_high`` are (``95 % paired bootstrap, 1000
+      resamples, seed 0``), None when no interval was computed.
     """
 
     rows: list[GridRow] = field(default_factory=list)
@@ -168,6 +206,7 @@ class GridResult:
     fallback_reference: bool = False
     expected_steps: list[int] | None = None
     expected_sizes: list[int] | None = None
+    intervals: str | None = None
 
     @property
     def has_expected_axes(self) -> bool:
@@ -196,7 +235,11 @@ class GridResult:
 
     def values(self) -> dict[tuple[str, str, str, int, int, int | None], float]:
         """``(panel, model, benchmark, steps, data_size, resolution) -> reduction_pct`` of every row."""
-        return {(r.panel, r.model, r.benchmark, r.steps, r.data_size, r.resolution): r.reduction_pct for r in self.rows}
+        return {r.key: r.reduction_pct for r in self.rows}
+
+    def row_map(self) -> dict[tuple[str, str, str, int, int, int | None], GridRow]:
+        """``(panel, model, benchmark, steps, data_size, resolution) -> GridRow`` of every row."""
+        return {r.key: r for r in self.rows}
 
     def error(self, model: str, benchmark: str, steps: int, data_size: int, resolution: int | None = None) -> float | None:
         """Seed-averaged absolute error of one cell, or None when no record has it."""
@@ -269,7 +312,7 @@ def _average_cells(
     for r in records:
         for b, e in r["errors"].items():
             if b in known:
-                key = (r["model"], r["steps"], r["data_size"], b, r.get("resolution"))
+                key = cell_key(r, b)
                 errs[key].append(float(e))
                 seeds[key].append(r["seed"])
     cells = {k: CellError(math.fsum(v) / len(v), len(v), tuple(seeds[k])) for k, v in errs.items()}
@@ -471,7 +514,10 @@ def _bottom_panels(grid: GridResult, res: int | None) -> None:
                 grid.rows.append(GridRow("bottom", label, b, s, d, reduction_pct(ca.mean, cb.mean), ca.n, cb.n, res, s, d))
 
 
-def _fmt(x: float) -> str:
+def format_number(x: float | None) -> str:
+    """A CSV number: rounded to 4 decimals, ``nan`` when undefined, empty for None, never ``-0.0000``."""
+    if x is None:
+        return ""
     if math.isnan(x):
         return "nan"
     r = round(x, 4)
@@ -487,17 +533,19 @@ def grid_csv_text(grid: GridResult) -> str:
     for r in grid.rows:
         res = ("" if r.resolution is None else r.resolution,) if with_res else ()
         ref = (r.ref_steps, r.ref_data_size) if with_ref else ()
-        w.writerow([r.panel, r.model, r.benchmark, r.steps, r.data_size, _fmt(r.reduction_pct), *res, *ref])
+        numbers = [format_number(x) for x in (r.reduction_pct, r.ci_low, r.ci_high)]
+        w.writerow([r.panel, r.model, r.benchmark, r.steps, r.data_size, *numbers, *res, *ref])
     return buf.getvalue()
 
 
 def write_grid_csv(grid: GridResult, path: Path) -> Path:
     """Write the grid atomically as CSV and return `path`.
 
-    Header exactly ``panel,model,benchmark,steps,data_size,reduction_pct`` (plus a column
-    ``resolution`` when the records have a resolution axis, then ``ref_steps,ref_data_size``
+    Header exactly ``panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high`` (plus
+    a column ``resolution`` when the records have a resolution axis, then ``ref_steps,ref_data_size``
     when a top panel uses a fallback reference); one row per cell
-    with a value, in `GridResult.rows` order (deterministic, see `build_grid`); reductions in
-    percent rounded to 4 decimals (``nan`` for an undefined reduction). Missing cells have no row.
+    with a value, in `GridResult.rows` order (deterministic, see `build_grid`); reductions and
+    their interval in percent rounded to 4 decimals (``nan`` for an undefined reduction; the
+    interval empty where the row has none). Missing cells have no row.
     """
     return atomic_write_bytes(Path(path), grid_csv_text(grid).encode("utf-8"))

@@ -273,10 +273,17 @@ def read_results(folder: Path, *, warn: bool = True) -> tuple[list[dict], list[s
     for a bad file; with ``warn=True`` each message is also logged as a warning on the
     ``results.schema`` logger. Raises `FileNotFoundError` if `folder` is not a directory.
     """
+    files, messages = read_result_files(folder, warn=warn)
+    return [record for _, record in files], messages
+
+
+def read_result_files(folder: Path, *, warn: bool = True) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """`read_results` with each record's file: ``([(path, record), ...], messages)`` (what a
+    reader of the files beside a result, e.g. its outcomes sidecar, needs)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"results folder {folder} does not exist or is not a directory")
-    records: list[dict] = []
+    files: list[tuple[Path, dict]] = []
     messages: list[str] = []
     for p in _iter_json_files(folder):
         problem = None
@@ -299,5 +306,5 @@ def read_results(folder: Path, *, warn: bool = True) -> tuple[list[dict], list[s
             if warn:
                 log.warning(msg)
             continue
-        records.append(record)
-    return records, messages
+        files.append((p, record))
+    return files, messages

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from results.figures import count_labels, figure_key
-from results.grid import RESOLUTION_COLUMN, GridResult, at_resolution
+from results.grid import RESOLUTION_COLUMN, GridResult, GridRow, at_resolution
 from results.schema import atomic_write_bytes, display_name
 
 ERRORS_COLUMNS: tuple[str, ...] = ("model", "benchmark", "steps", "data_size", "error", "n_seeds")
@@ -44,25 +44,36 @@ def write_errors_csv(grid: GridResult, path: Path) -> Path:
     return atomic_write_bytes(Path(path), errors_csv_text(grid).encode("utf-8"))
 
 
-def _table(grid: GridResult, value: Callable[[int, int], float | None]) -> list[str]:
+def _number(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:.1f}"
+
+
+def reduction_text(row: GridRow | None) -> str:
+    """A reduction cell of a Markdown table: ``12.3 [4.1, 20.0]`` (percent, with its interval),
+    ``12.3`` without an interval, ``n/a`` when undefined, empty for a missing cell."""
+    if row is None:
+        return ""
+    if row.ci_low is None:
+        return _number(row.reduction_pct)
+    return f"{_number(row.reduction_pct)} [{row.ci_low:.1f}, {row.ci_high:.1f}]"
+
+
+def _table(grid: GridResult, text: Callable[[int, int], str]) -> list[str]:
     sizes = count_labels(grid.data_sizes)
     lines = ["| steps \\ size | " + " | ".join(sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
     for s, label in reversed(list(zip(grid.steps, count_labels(grid.steps)))):  # fewest steps at the bottom
-        cells = []
-        for d in grid.data_sizes:
-            v = value(s, d)
-            cells.append("" if v is None else ("n/a" if math.isnan(v) else f"{v:.1f}"))
-        lines.append(f"| **{label}** | " + " | ".join(cells) + " |")
+        lines.append(f"| **{label}** | " + " | ".join(text(s, d) for d in grid.data_sizes) + " |")
     return lines
 
 
-def _panel_markdown(grid: GridResult, heading: str, value, notes: dict[str, str] | None = None) -> str:
-    """`heading`, then per benchmark its name (with its note, if any) and its table."""
+def _panel_markdown(grid: GridResult, heading: str, text: Callable[[str, int, int], str],
+                    notes: dict[str, str] | None = None) -> str:
+    """`heading`, then per benchmark its name (with its note, if any) and its table of `text(b, s, d)`."""
     notes = notes or {}
     out = [f"**{heading}**", ""]
     for b in grid.benchmarks:
         name = f"*{display_name(b)}*" + (f" ({notes[b]})" if b in notes else "")
-        out += [name, "", *_table(grid, lambda s, d, b=b: value(b, s, d)), ""]
+        out += [name, "", *_table(grid, lambda s, d, b=b: text(b, s, d)), ""]
     return "\n".join(out)
 
 
@@ -81,10 +92,11 @@ def _reference_notes(grid: GridResult, model: str, res: int | None) -> dict[str,
 
 def markdown_tables(grid: GridResult) -> dict[str, str]:
     """Markdown per figure: reductions (%) of each top/bottom panel under its heat-map's key,
-    absolute errors (%) under ``errors_<model>``; empty when the grid has no benchmark."""
+    with their interval where the grid has one (``12.3 [4.1, 20.0]``), absolute errors (%) under
+    ``errors_<model>``; empty when the grid has no benchmark."""
     if not grid.benchmarks:
         return {}
-    values = grid.values()
+    rows = grid.row_map()
     out = {}
     for panel, model, res in grid.panel_models():
         if panel == "top":
@@ -92,12 +104,14 @@ def markdown_tables(grid: GridResult) -> dict[str, str]:
             what, notes = f"reduction (%) vs. the reference cell steps={s0}, data_size={d0}", _reference_notes(grid, model, res)
         else:
             what, notes = "reduction (%) from the smaller to the larger model, cell by cell", {}
+        if grid.intervals is not None:
+            what += f"; [low, high]: {grid.intervals} (none where the notes say why)"
         out[figure_key(panel, model, res)] = _panel_markdown(
             grid, f"{panel} panel {model}{at_resolution(res)}: {what}",
-            lambda b, s, d, p=panel, m=model, r=res: values.get((p, m, b, s, d, r)), notes)
+            lambda b, s, d, p=panel, m=model, r=res: reduction_text(rows.get((p, m, b, s, d, r))), notes)
     for res in grid.resolutions:
         for model in grid.models:
             out[figure_key("errors", model, res)] = _panel_markdown(
                 grid, f"{model}{at_resolution(res)}: top-1 error (%)",
-                lambda b, s, d, m=model, r=res: None if (e := grid.error(m, b, s, d, r)) is None else 100 * e)
+                lambda b, s, d, m=model, r=res: "" if (e := grid.error(m, b, s, d, r)) is None else _number(100 * e))
     return out

@@ -96,8 +96,9 @@ def _report(study: StudyDefinition, args) -> int:
 
     # the study's axes and reference rule: the grid its cells' GridReport callbacks draw (study/overrides.py)
     fallback = ["--fallback-reference"] if study.fallback_reference or getattr(args, "fallback_reference", False) else []
+    bootstrap = ["--resamples", str(args.resamples), "--bootstrap-seed", str(args.bootstrap_seed)]
     return report.main([str(study.results_dir), "--out", str(study.grid_dir), "--model-order", ",".join(study.models),
-                        "--steps", *map(str, study.steps), "--sizes", *map(str, study.data_sizes), *fallback])
+                        "--steps", *map(str, study.steps), "--sizes", *map(str, study.data_sizes), *fallback, *bootstrap])
 
 
 def _one_unit(study: StudyDefinition, kind: str, name: str) -> int:
@@ -176,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="build a top panel whose reference cell has no result against the next cell with one "
                                 "(named in the output); default: the study's fallback_reference (false: leave the panel "
                                 "empty, with a note)")
+            s.add_argument("--resamples", type=int, default=1000, help="bootstrap replicates of each interval (0: none)")
+            s.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap's draws")
         if name == "run":
             s.add_argument("--workers", type=_positive, default=None,
                            help="units at a time (default: the study's `workers`; 1 runs them one after another, in this process)")

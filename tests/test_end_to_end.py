@@ -59,7 +59,7 @@ def test_tensorboard_has_ood_scalars_and_grid_images(cell):
 def test_grid_files_written(cell):
     world, _, _, _ = cell
     csv = (world / "runs/grid/grid.csv").read_text().splitlines()
-    assert csv[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
+    assert csv[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high"
     assert any(line.startswith("top,resnetv2_tiny_bit,imagenet_a,4,40,0") for line in csv[1:])
 
 

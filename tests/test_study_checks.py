@@ -246,12 +246,12 @@ def test_study_report_passes_the_fallback_option(tmp_path, capsys):
             write_result(CellPaths(tmp_path / "runs", cell.name).result, {**cell.axes(), "errors": {"imagenet_a": error}})
     assert main(["report", str(path)]) == 0
     assert "top panel small_net (imagenet_a): REFUSED" in capsys.readouterr().out
-    assert (tmp_path / "runs/grid/grid.csv").read_text().splitlines()[0].endswith(",reduction_pct")
+    assert (tmp_path / "runs/grid/grid.csv").read_text().splitlines()[0].endswith(",reduction_pct,ci_low,ci_high")
     assert main(["report", str(path), "--fallback-reference"]) == 0
     assert "top panel small_net (imagenet_a): FALLBACK reference (steps=40, data_size=100)" in capsys.readouterr().out
     lines = (tmp_path / "runs/grid/grid.csv").read_text().splitlines()
     # small_net at 40 steps: .25 (100 images), .20 (400 images); reference .25 -> 100 * .05 / .25 = 20
-    assert "top,small_net,imagenet_a,40,400,20.0000,40,100" in lines
+    assert "top,small_net,imagenet_a,40,400,20.0000,,,40,100" in lines
 
 
 def test_study_report_uses_the_studys_axes_and_its_fallback_option(tmp_path, capsys):
@@ -281,4 +281,4 @@ def test_study_report_uses_the_studys_axes_and_its_fallback_option(tmp_path, cap
             "(steps=10, data_size=100) has no result") in capsys.readouterr().out
     lines = (tmp_path / "runs/grid/grid.csv").read_text().splitlines()
     # small_net at 40 steps: .5 (100 images), .4 (400 images); reference .5 -> 100 * .1 / .5 = 20
-    assert "top,small_net,imagenet_a,40,400,20.0000,40,100" in lines
+    assert "top,small_net,imagenet_a,40,400,20.0000,,,40,100" in lines

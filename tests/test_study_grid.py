@@ -169,20 +169,20 @@ def test_zero_reference_is_nan_with_message(tmp_path):
     assert any("reference error is 0" in m for m in g.messages)
     assert math.isnan(g.value("top", "m", "imagenet_a", 2, 1))
     text = write_grid_csv(g, tmp_path / "g.csv").read_text()
-    assert text.splitlines()[1:] == ["top,m,imagenet_a,1,1,nan", "top,m,imagenet_a,2,1,nan"]
+    assert text.splitlines()[1:] == ["top,m,imagenet_a,1,1,nan,,", "top,m,imagenet_a,2,1,nan,,"]
 
 
 def test_csv_header_and_content(tmp_path):
     path = write_grid_csv(build_grid(records()), tmp_path / "out" / "grid.csv")
     lines = path.read_text().splitlines()
-    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high"
     assert tuple(lines[0].split(",")) == CSV_COLUMNS
     assert len(lines) == 1 + 54
-    assert lines[1] == "top,small_model,imagenet_a,100,1000,0.0000"
-    assert "top,small_model,imagenet_a,400,1000,-10.0000" in lines
-    assert "top,big_model,imagenet_a,400,4000,50.0000" in lines
-    assert "bottom,small_model->big_model,imagenet_a,400,1000,23.6364" in lines
-    assert "bottom,small_model->big_model,imagenet_a,400,4000,33.3333" in lines
+    assert lines[1] == "top,small_model,imagenet_a,100,1000,0.0000,,"
+    assert "top,small_model,imagenet_a,400,1000,-10.0000,," in lines
+    assert "top,big_model,imagenet_a,400,4000,50.0000,," in lines
+    assert "bottom,small_model->big_model,imagenet_a,400,1000,23.6364,," in lines
+    assert "bottom,small_model->big_model,imagenet_a,400,4000,33.3333,," in lines
     assert not any("-0.0000" in ln for ln in lines)
     assert [p.name for p in path.parent.iterdir()] == ["grid.csv"]  # no temp file left
     # writing twice gives the same bytes (deterministic order)
@@ -226,10 +226,10 @@ def test_resolution_axis_gets_its_own_panels_and_references(tmp_path):
     assert "top panel m at resolution 32, imagenet_c: cell (steps=20, data_size=2) missing" in str(
         next(c for c in g.missing if (c.panel, c.model, c.steps, c.data_size, c.resolution) == ("top", "m", 20, 2, 32)))
     lines = write_grid_csv(g, tmp_path / "g.csv").read_text().splitlines()
-    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,resolution"
-    assert lines[1:4] == ["top,m,imagenet_c,10,1,0.0000,32", "top,m,imagenet_c,10,2,20.0000,32",
-                          "top,m,imagenet_c,20,1,-20.0000,32"]
-    assert "top,m,imagenet_c,20,2,75.0000,64" in lines and "bottom,m->big,imagenet_c,20,2,50.0000,64" in lines
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high,resolution"
+    assert lines[1:4] == ["top,m,imagenet_c,10,1,0.0000,,,32", "top,m,imagenet_c,10,2,20.0000,,,32",
+                          "top,m,imagenet_c,20,1,-20.0000,,,32"]
+    assert "top,m,imagenet_c,20,2,75.0000,,,64" in lines and "bottom,m->big,imagenet_c,20,2,50.0000,,,64" in lines
 
 
 def test_no_resolution_column_without_the_axis(tmp_path):
@@ -278,12 +278,12 @@ def test_missing_fewest_steps_row_with_fallback_uses_the_next_cell_named_everywh
     assert v("top", "small_model", "imagenet_a", 100, 1000) is None
     assert v("top", "big_model", "imagenet_a", 400, 4000) == pytest.approx(50.0)  # big keeps (100, 1000)
     lines = write_grid_csv(g, tmp_path / "g.csv").read_text().splitlines()
-    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ref_steps,ref_data_size"
-    assert lines[1] == "top,small_model,imagenet_a,200,1000,0.0000,200,1000"
-    assert "top,small_model,imagenet_a,400,4000,37.5000,200,1000" in lines
-    assert "top,small_model,imagenet_a,400,1000,-14.5833,200,1000" in lines
-    assert "top,big_model,imagenet_a,400,4000,50.0000,100,1000" in lines
-    assert "bottom,small_model->big_model,imagenet_a,400,4000,33.3333,400,4000" in lines  # its own cell
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high,ref_steps,ref_data_size"
+    assert lines[1] == "top,small_model,imagenet_a,200,1000,0.0000,,,200,1000"
+    assert "top,small_model,imagenet_a,400,4000,37.5000,,,200,1000" in lines
+    assert "top,small_model,imagenet_a,400,1000,-14.5833,,,200,1000" in lines
+    assert "top,big_model,imagenet_a,400,4000,50.0000,,,100,1000" in lines
+    assert "bottom,small_model->big_model,imagenet_a,400,4000,33.3333,,,400,4000" in lines  # its own cell
     assert len(lines) == 1 + 2 * 6 + 2 * 9 + 2 * 6
 
 

@@ -94,10 +94,10 @@ def test_cli_main_writes_csv_and_pngs(tmp_path, capsys):
     out, err = capsys.readouterr()
     grid_dir = tmp_path / "runs" / "grid"
     csv_lines = (grid_dir / "grid.csv").read_text().splitlines()
-    assert csv_lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
-    assert "top,small_model,imagenet_a,20,2000,40.0000" in csv_lines
-    assert "top,big_model,imagenet_a,20,2000,62.5000" in csv_lines  # (.4-.15)/.4
-    assert "bottom,small_model->big_model,imagenet_a,20,2000,50.0000" in csv_lines  # (.3-.15)/.3
+    assert csv_lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high"
+    assert "top,small_model,imagenet_a,20,2000,40.0000,," in csv_lines
+    assert "top,big_model,imagenet_a,20,2000,62.5000,," in csv_lines  # (.4-.15)/.4
+    assert "bottom,small_model->big_model,imagenet_a,20,2000,50.0000,," in csv_lines  # (.3-.15)/.3
     assert len(csv_lines) == 1 + 12
     stems = ["bottom_small_model-vs-big_model", "errors_big_model", "errors_small_model",
              "lines_big_model", "lines_small_model", "top_big_model", "top_small_model"]
@@ -247,7 +247,7 @@ def test_cli_missing_fewest_steps_row_refuses_the_panel_by_default(tmp_path, cap
             "--fallback-reference builds it against the next cell with one") in out
     assert "top panel for model small_model, benchmark imagenet_a: reference cell (steps=10, data_size=1000) missing" in err
     lines = (tmp_path / "o" / "grid.csv").read_text().splitlines()
-    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high"
     assert not [ln for ln in lines if ln.startswith("top,small_model")]
     assert len(lines) == 1 + 4 + 2  # big top: 4 cells; bottom: the 20-step row only
 
@@ -260,11 +260,11 @@ def test_cli_fallback_reference_names_the_cell_in_csv_title_notes_and_summary(tm
             "(steps=10, data_size=1000) has no result") in out
     assert "fallback reference (steps=20, data_size=1000) used" in err
     lines = (tmp_path / "o" / "grid.csv").read_text().splitlines()
-    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ref_steps,ref_data_size"
+    assert lines[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high,ref_steps,ref_data_size"
     # small_model: reference (20, 1K) = .55; (20, 2K) = .30 -> 100 * .25 / .55
-    assert lines[1:3] == ["top,small_model,imagenet_a,20,1000,0.0000,20,1000", "top,small_model,imagenet_a,20,2000,45.4545,20,1000"]
-    assert "top,big_model,imagenet_a,20,2000,62.5000,10,1000" in lines  # (.4-.15)/.4 against its own (10, 1K)
-    assert "bottom,small_model->big_model,imagenet_a,20,1000,20.0000,20,1000" in lines  # (.55-.44)/.55
+    assert lines[1:3] == ["top,small_model,imagenet_a,20,1000,0.0000,,,20,1000", "top,small_model,imagenet_a,20,2000,45.4545,,,20,1000"]
+    assert "top,big_model,imagenet_a,20,2000,62.5000,,,10,1000" in lines  # (.4-.15)/.4 against its own (10, 1K)
+    assert "bottom,small_model->big_model,imagenet_a,20,1000,20.0000,,,20,1000" in lines  # (.55-.44)/.55
     assert len(lines) == 1 + 2 + 4 + 2
     svg = (tmp_path / "o" / "top_small_model.svg").read_text()
     assert "<!-- 45.5 -->" in svg and "FALLBACK 20 steps, 1K images" in svg
@@ -306,11 +306,11 @@ def test_cli_expected_axes_keep_a_row_no_result_has_as_the_reference(tmp_path, c
     assert "missing: top panel small_model, cell (steps=10, data_size=2000), all benchmarks: no result for small_model" in err
     lines = (tmp_path / "o" / "grid.csv").read_text().splitlines()
     # only the bottom panel's 20-step row: (.55-.44)/.55 = 20 and (.30-.15)/.30 = 50, per benchmark
-    assert lines == ["panel,model,benchmark,steps,data_size,reduction_pct",
-                     "bottom,small_model->big_model,imagenet_a,20,1000,20.0000",
-                     "bottom,small_model->big_model,imagenet_a,20,2000,50.0000",
-                     "bottom,small_model->big_model,imagenet_v2,20,1000,20.0000",
-                     "bottom,small_model->big_model,imagenet_v2,20,2000,50.0000"]
+    assert lines == ["panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high",
+                     "bottom,small_model->big_model,imagenet_a,20,1000,20.0000,,",
+                     "bottom,small_model->big_model,imagenet_a,20,2000,50.0000,,",
+                     "bottom,small_model->big_model,imagenet_v2,20,1000,20.0000,,",
+                     "bottom,small_model->big_model,imagenet_v2,20,2000,50.0000,,"]
 
 
 def test_cli_expected_axes_with_fallback_and_the_bare_folder(tmp_path, capsys):
@@ -321,16 +321,16 @@ def test_cli_expected_axes_with_fallback_and_the_bare_folder(tmp_path, capsys):
             "(steps=10, data_size=1000) has no result") in out
     lines = (tmp_path / "f" / "grid.csv").read_text().splitlines()
     assert lines[0].endswith(",ref_steps,ref_data_size")
-    assert "top,small_model,imagenet_a,20,2000,45.4545,20,1000" in lines  # (.55-.30)/.55
-    assert "top,big_model,imagenet_a,20,2000,65.9091,20,1000" in lines    # (.44-.15)/.44
+    assert "top,small_model,imagenet_a,20,2000,45.4545,,,20,1000" in lines  # (.55-.30)/.55
+    assert "top,big_model,imagenet_a,20,2000,65.9091,,,20,1000" in lines    # (.44-.15)/.44
     # without the axes the folder cannot know step 10: (20, 1000) is the reference, not a fallback
     assert main([str(tmp_path / "r"), "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "top panel small_model (imagenet_a): reference (steps=20, data_size=1000)" in out
     assert "FALLBACK" not in out and "REFUSED" not in out
     bare = (tmp_path / "b" / "grid.csv").read_text().splitlines()
-    assert bare[0] == "panel,model,benchmark,steps,data_size,reduction_pct"
-    assert "top,small_model,imagenet_a,20,2000,45.4545" in bare
+    assert bare[0] == "panel,model,benchmark,steps,data_size,reduction_pct,ci_low,ci_high"
+    assert "top,small_model,imagenet_a,20,2000,45.4545,," in bare
     with pytest.raises(SystemExit):
         main([str(tmp_path / "r"), "--steps", "0"])
     assert "'0' is not a positive integer" in capsys.readouterr().err
