@@ -254,6 +254,18 @@ def test_study_report_passes_the_fallback_option(tmp_path, capsys):
     assert "top,small_net,imagenet_a,40,400,20.0000,,,40,100" in lines
 
 
+def test_study_report_passes_the_bootstrap_options(tmp_path, capsys, monkeypatch):
+    from results import report
+
+    path = write_study(tmp_path, benchmarks=["imagenet_a"])
+    seen = []
+    monkeypatch.setattr(report, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["report", str(path), "--resamples", "0", "--bootstrap-seed", "7"]) == 0
+    assert main(["report", str(path)]) == 0
+    assert seen[0][-4:] == ["--resamples", "0", "--bootstrap-seed", "7"]
+    assert seen[1][-4:] == ["--resamples", "1000", "--bootstrap-seed", "0"]  # the report's own defaults
+
+
 def test_study_report_uses_the_studys_axes_and_its_fallback_option(tmp_path, capsys):
     from study.layout import CellPaths
     from results.report import main as report_main
