@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from datamodules.base import distributed_context, loader_device
-from conversion.beton import BetonSettings, write_beton
+from conversion.beton import BetonSettings, read_manifest, write_beton
 from ood import Benchmark, BenchmarkIndex, get_benchmark
 from ood.base import list_dirs
 from conversion.errors import InputError
@@ -35,6 +37,31 @@ LAYOUTS_DOC = "docs/benchmarks-layouts.md"
 # setup scans the releases for these, so a broken release stops the run before compute is spent.
 CHECKED_STAGES = ("fit", "test")
 PREPROCESSING = ("ffcv", "testbed")
+
+
+def write_benchmark_beton(beton: Path, index: BenchmarkIndex, bench: Benchmark, preprocessing: str, resolution: int,
+                          storage: BetonSettings, source: str, extra: dict) -> dict:
+    """One benchmark's cached beton (run in a spawned process by ``OODSuite.prepare``)."""
+    preprocess = bench.preprocess if preprocessing == "ffcv" else partial(_squash_bilinear, bench, resolution)
+    return write_beton(beton, index.paths, index.labels, classes=[], settings=storage, source=source, meta=index.meta,
+                       preprocess=preprocess, extra=extra,
+                       on_corrupt="abort",  # a benchmark with a missing image would be scored on a different set
+                       overwrite=True)  # a cache: a finished file of the same name holds the same rows
+
+
+def in_fresh_process(fn, **kwargs):
+    """``fn(**kwargs)`` in a spawned process (nothing of this one's threads or locks inherited)."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, **kwargs).result()
+
+
+def _finished(beton: Path) -> bool:
+    """A finished conversion of this name (its manifest present, its size the recorded one)."""
+    try:
+        read_manifest(beton)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _squash_bilinear(bench: Benchmark, resolution: int, image: Image.Image) -> Image.Image:
@@ -156,18 +183,22 @@ class OODSuite:
             raise InputError(misplaced_release(self.root, bench) or _refusal(bench, path, err)) from err
 
     def prepare(self, name: str) -> tuple[Any, Path]:
-        """The scanned index and its beton, converted once per process (and once on disk)."""
+        """The scanned index and its beton, converted once per process (and once on disk).
+
+        A missing beton is written in a fresh (spawned) process: FFCV's writer forks its
+        workers, and a fork of this process, whose loader and torch threads may hold locks
+        (an evaluation at the end of a run has them all), can deadlock in the child.
+        """
         if name not in self._prepared:
             bench = self.benchmarks[name]
             index = self.scan(name)
-            preprocess = bench.preprocess if self.preprocessing == "ffcv" else partial(_squash_bilinear, bench, self.resolution)
             beton = self.cache / f"{name}-{self._cache_key(name, index)}.beton"
-            write_beton(beton, index.paths, index.labels, classes=[], settings=self.storage,
-                        source=str(self.release_path(name).resolve()), meta=index.meta, preprocess=preprocess,
-                        extra={"benchmark": name, "class_list": self.class_list, "preprocessing": self.preprocessing,
-                               "resolution": self.resolution, "settings": bench.describe()},
-                        on_corrupt="abort",  # a benchmark with a missing image would be scored on a different set
-                        overwrite=True)  # a cache: a finished file of the same name holds the same rows
+            if not _finished(beton):
+                job = dict(beton=beton, index=index, bench=bench, preprocessing=self.preprocessing, resolution=self.resolution,
+                           storage=self.storage, source=str(self.release_path(name).resolve()),
+                           extra={"benchmark": name, "class_list": self.class_list, "preprocessing": self.preprocessing,
+                                  "resolution": self.resolution, "settings": bench.describe()})
+                in_fresh_process(write_benchmark_beton, **job)
             self._prepared[name] = (index, beton)
         return self._prepared[name]
 

@@ -104,3 +104,27 @@ def test_unknown_preprocessing_is_refused(releases, tmp_path):
 
     with pytest.raises(InputError, match="OOD preprocessing 'pil' unknown; choose one of ffcv, testbed"):
         _suite(releases, tmp_path, ["imagenet_a"], preprocessing="pil")
+
+
+def test_a_missing_beton_is_written_in_a_fresh_process(releases, tmp_path, monkeypatch):
+    """FFCV's writer forks; a fork of a process with live loader threads can deadlock, so the
+    conversion runs in a spawned process, and an existing beton is reused without one."""
+    import os
+
+    import datamodules.ood as ood_module
+
+    pids = []
+    real = ood_module.in_fresh_process
+    monkeypatch.setattr(ood_module, "in_fresh_process", lambda fn, **job: pids.append(real(_writer_pid, write=fn, job=job)))
+    suite = _suite(releases, tmp_path / "cache", ["imagenet_a"])
+    _, beton = suite.prepare("imagenet_a")
+    assert len(pids) == 1 and pids[0] != os.getpid() and beton.exists()
+    _suite(releases, tmp_path / "cache", ["imagenet_a"]).prepare("imagenet_a")
+    assert len(pids) == 1  # finished: reused, no process started
+
+
+def _writer_pid(write, job):
+    import os
+
+    write(**job)
+    return os.getpid()

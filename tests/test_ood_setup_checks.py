@@ -153,10 +153,12 @@ def test_an_intact_suite_is_scanned_once(data, tmp_path, monkeypatch):
     assert calls == {name: 1 for name in ALL}
     dm.setup("test")  # Lightning calls setup again for trainer.test after trainer.fit
     written = []
-    monkeypatch.setattr(ood_module, "write_beton", lambda beton, paths, *a, **k: written.append(len(paths)))
+    dm.ood.cache = tmp_path / "cache"  # nothing converted there yet
+    monkeypatch.setattr(ood_module, "in_fresh_process", lambda fn, index, **job: written.append((fn, len(index))))
     index, _ = dm.ood.prepare("imagenet_a")
     assert calls == {name: 1 for name in ALL}
-    assert written == [len(index)] == [data.options["imagenet_a"]["expected_size"]]
+    assert written == [(ood_module.write_benchmark_beton, len(index))]
+    assert len(index) == data.options["imagenet_a"]["expected_size"]
 
 
 def test_validate_does_not_scan(data, tmp_path):
