@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
-.PHONY: install quickstart test report clean-miniature
+.PHONY: install quickstart fidelity test report clean-miniature
 
 install: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): requirements.txt
 
 quickstart: install
 	$(PY) -m study.quickstart
+
+# The fidelity study (docs/fidelity.md): the same 2 x 3 x 3 grid in the paper's regime of
+# repetition, evaluation sets sized for +-10-point intervals; ~35 min on 2 cores. Grid in
+# runs/fidelity/grid/, data in data/fidelity/.
+fidelity: install
+	$(PY) -m study.quickstart --study configs/fidelity/study.yaml
 
 # Test files run in parallel worker processes (one thread each; files stay whole so module
 # fixtures are built once). Plain `pytest` still works, serially.

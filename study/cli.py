@@ -96,7 +96,8 @@ def _report(study: StudyDefinition, args) -> int:
 
     # the study's axes and reference rule: the grid its cells' GridReport callbacks draw (study/overrides.py)
     fallback = ["--fallback-reference"] if study.fallback_reference or getattr(args, "fallback_reference", False) else []
-    bootstrap = ["--resamples", str(args.resamples), "--bootstrap-seed", str(args.bootstrap_seed)]
+    # `run` ends with this report too, with the report's defaults
+    bootstrap = ["--resamples", str(getattr(args, "resamples", 1000)), "--bootstrap-seed", str(getattr(args, "bootstrap_seed", 0))]
     return report.main([str(study.results_dir), "--out", str(study.grid_dir), "--model-order", ",".join(study.models),
                         "--steps", *map(str, study.steps), "--sizes", *map(str, study.data_sizes), *fallback, *bootstrap])
 

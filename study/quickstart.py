@@ -1,4 +1,6 @@
-"""``make quickstart``: the whole study in miniature on generated data, then the grid.
+"""``make quickstart`` (and ``make fidelity``): a whole study on generated data, then the grid.
+
+``--study`` picks the study file: the miniature (default) or configs/fidelity/study.yaml.
 
 Steps: generate the upstream/downstream/OOD sets in their release layouts (once), convert
 upstream and downstream to betons (once), run every pending cell of
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.time() - started
     peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB → GiB
     print()
-    print(f"miniature study finished in {wall / 60:.1f} min ({study.workers} workers; peak RSS of one worker {peak_child:.2f} GiB)")
+    print(f"{study.name} study finished in {wall / 60:.1f} min ({study.workers} workers; peak RSS of one worker {peak_child:.2f} GiB)")
     print(f"  result files : {study.results_dir}/*.json")
     print(f"  grid CSVs    : {report.csv_path}, {report.errors_csv_path}")
     for png in report.png_paths:

@@ -7,7 +7,8 @@ import yaml
 from lightning_modules.cli import cli_main
 from study.runner import StudyDefinition
 
-STAGE_CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if p.name != "study.yaml")
+# every YAML under configs/ but the study definitions (docs/study.md: they name their stage configs)
+STAGE_CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if "upstream_config" not in yaml.safe_load(p.read_text()))
 
 
 @pytest.mark.parametrize("config", STAGE_CONFIGS, ids=str)
@@ -25,6 +26,18 @@ def test_miniature_study_definition_names_existing_configs():
     assert Path(study.upstream_config).exists() and Path(study.downstream_config).exists()
     assert len(study.cells()) == 18  # 2 models x 3 sizes x 3 step budgets, as the paper's grid
     assert study.data_sizes == sorted(study.data_sizes) and study.steps == sorted(study.steps)
+
+
+def test_fidelity_study_is_the_papers_grid_in_the_papers_regime():
+    """Both fidelity study files load with their stage configs, and their cells see each upstream
+    image as often as the paper's (115 / 1,150 times at the smallest size, ~9 / ~88 at the largest)."""
+    study = StudyDefinition.from_yaml("configs/fidelity/study.yaml")
+    assert len(study.cells()) == 18 and Path(study.upstream_config).exists() and Path(study.downstream_config).exists()
+    batch = yaml.safe_load(Path(study.upstream_config).read_text())["data"]["init_args"]["global_batch"]
+    small, large = study.data_sizes[0], study.data_sizes[-1]
+    assert round(study.steps[0] * batch / small) == 115 and round(study.steps[-1] * batch / small, -1) == 1150
+    assert round(study.steps[0] * batch / large) == 9 and round(study.steps[-1] * batch / large) == 89
+    assert StudyDefinition.from_yaml("configs/fidelity/study-seed1.yaml").generate["seed"] == 1
 
 
 # evaluation-only configs (an EvaluationModule: nothing trained, nothing to resume)
