@@ -293,7 +293,9 @@ def write_ood_suite(root: Path, downstream_root: Path, wnids: Sequence[str], see
 # ---------------------------------------------------------------- ImageNet-C
 def _write_imagenet_c(out: Path, downstream: Path, wnids: list[str], seed: int, size: int, c_per_class: int) -> None:
     # the release's protocol at the toy resolution: crop ``size``, shorter side size*256/224
-    write_imagenet_c(downstream / "val", out, classes=wnids, per_class=c_per_class, seed=seed, crop=size)
+    # two processes: the images are seeded one by one, so the bytes do not depend on the count
+    write_imagenet_c(downstream / "val", out, classes=wnids, per_class=c_per_class, seed=seed, crop=size,
+                     workers=min(2, os.cpu_count() or 1))
 
 
 # ---------------------------------------------------------------- ImageNet-V2
