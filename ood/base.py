@@ -114,10 +114,16 @@ class UnitOutcomes:
 
     def error(self) -> float:
         """The key's error recomputed from the units (equal to ``summarize``'s)."""
-        if self.valid is None:
-            return float(1.0 - self.correct.mean(axis=0).mean())
-        per_column = (self.correct & self.valid).sum(axis=0) / np.maximum(self.valid.sum(axis=0), 1)
-        return float(1.0 - per_column[self.valid.any(axis=0)].mean())
+        return outcome_error(self.correct, self.valid)
+
+
+def outcome_error(correct: np.ndarray, valid: np.ndarray | None) -> float:
+    """``1 - mean over columns of (mean over the valid units)``: a result key's error from its
+    unit outcomes (``UnitOutcomes``, and the stored ones of ``results.outcomes``)."""
+    if valid is None:
+        return float(1.0 - correct.mean(axis=0).mean())
+    per_column = (correct & valid).sum(axis=0) / np.maximum(valid.sum(axis=0), 1)
+    return float(1.0 - per_column[valid.any(axis=0)].mean())
 
 
 def relative_name(path: Path, parts: int) -> str:

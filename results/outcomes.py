@@ -22,6 +22,7 @@ from typing import Mapping
 import numpy as np
 
 from conversion.files import atomic_write_bytes, sha256_file
+from ood.base import outcome_error
 
 OUTCOMES_FORMAT = "ood-scaling/outcomes/v1"
 SUFFIX = ".outcomes.npz"
@@ -50,10 +51,7 @@ class StoredOutcomes:
         return self.correct.mean(axis=1)
 
     def error(self) -> float:
-        if self.valid is None:
-            return float(1.0 - self.correct.mean(axis=0).mean())
-        per_column = (self.correct & self.valid).sum(axis=0) / np.maximum(self.valid.sum(axis=0), 1)
-        return float(1.0 - per_column[self.valid.any(axis=0)].mean())
+        return outcome_error(self.correct, self.valid)
 
 
 def sidecar_path(result_file: Path) -> Path:

@@ -106,3 +106,15 @@ def copy_beton(beton: Path, folder: Path) -> Path:
     shutil.copy(beton, copy)
     shutil.copy(manifest_path(beton), manifest_path(copy))
     return copy
+
+
+def write_generated_suite(root: Path, wnids, size: int, val_per_class: int = 1, **suite):
+    """Generated downstream folders (2 train / ``val_per_class`` val images a class) and the OOD
+    suite over them in the real release layouts; returns ``(downstream root, release paths,
+    {benchmark: expected_size})``."""
+    from synthetic.folders import write_imagenet1k_folders
+    from synthetic.ood_sets import expected_sizes, write_ood_suite
+
+    down = write_imagenet1k_folders(root / "imagenet1k", wnids, 2, val_per_class, seed=1, size=size)
+    paths = write_ood_suite(root / "ood", down, wnids, seed=2, size=size, hard_pool=4, **suite)
+    return down, paths, expected_sizes(wnids, **suite)

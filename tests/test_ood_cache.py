@@ -22,14 +22,11 @@ SUITE = dict(per_class=1, c_per_class=1, videos_per_class=1, neighbours=2)
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
-    from synthetic.folders import write_imagenet1k_folders
-    from synthetic.ood_sets import expected_sizes, write_ood_suite
+    from tests.conftest import write_generated_suite
 
     root = tmp_path_factory.mktemp("ood_cache")
-    down = write_imagenet1k_folders(root / "imagenet1k", WNIDS, 2, 1, seed=1, size=SIZE)
-    write_ood_suite(root / "ood", down, WNIDS, seed=2, size=SIZE, hard_pool=4, **SUITE)
-    options = {name: {"expected_size": n} for name, n in expected_sizes(WNIDS, **SUITE).items()}
-    return root / "ood", options
+    _, _, sizes = write_generated_suite(root, WNIDS, SIZE, **SUITE)
+    return root / "ood", {name: {"expected_size": n} for name, n in sizes.items()}
 
 
 def _suite(releases, cache: Path, names, classes=WNIDS, resolution=SIZE, **kwargs) -> OODSuite:

@@ -31,16 +31,14 @@ ALL = ["imagenet_a", "imagenet_c", "imagenet_v2", "objectnet", "imagenet_vid_rob
 def data(tmp_path_factory):
     """Downstream train/val betons of the 8 classes and an intact OOD suite for them."""
     from conversion.beton import BetonSettings, convert_folder
-    from synthetic.folders import write_imagenet1k_folders
-    from synthetic.ood_sets import expected_sizes, write_ood_suite
+    from tests.conftest import write_generated_suite
 
     root = tmp_path_factory.mktemp("setup_checks")
-    down = write_imagenet1k_folders(root / "imagenet1k", WNIDS, 2, 1, seed=1, size=SIZE)
-    write_ood_suite(root / "ood", down, WNIDS, seed=2, size=SIZE, hard_pool=4, **SUITE)
+    down, _, sizes = write_generated_suite(root, WNIDS, SIZE, **SUITE)
     settings = BetonSettings(max_resolution=SIZE)
     train = convert_folder(down / "train", root / "train.beton", settings, num_workers=1)
     convert_folder(down / "val", root / "val.beton", settings, num_workers=1, classes=train["classes"])
-    options = {name: {"expected_size": n} for name, n in expected_sizes(WNIDS, **SUITE).items()}
+    options = {name: {"expected_size": n} for name, n in sizes.items()}
     return SimpleNamespace(root=root, ood=root / "ood", train=root / "train.beton", val=root / "val.beton", options=options)
 
 

@@ -22,13 +22,10 @@ ALL = ["imagenet_a", "imagenet_c", "imagenet_v2", "objectnet", "imagenet_vid_rob
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    from synthetic.folders import write_imagenet1k_folders
-    from synthetic.ood_sets import expected_sizes, write_ood_suite
+    from tests.conftest import write_generated_suite
 
-    root = tmp_path_factory.mktemp("units")
-    down = write_imagenet1k_folders(root / "imagenet1k", WNIDS, 2, 2, seed=1, size=SIZE)
-    paths = write_ood_suite(root / "ood", down, WNIDS, seed=2, size=SIZE, hard_pool=4, **SUITE)
-    return paths, expected_sizes(WNIDS, **SUITE)
+    _, paths, sizes = write_generated_suite(tmp_path_factory.mktemp("units"), WNIDS, SIZE, val_per_class=2, **SUITE)
+    return paths, sizes
 
 
 @pytest.mark.parametrize("name", ALL)
