@@ -20,7 +20,8 @@ set carries a distribution shift of its own kind:
 - ObjectNet: ``OBJECTNET_SHIFT`` (unusual pose, viewpoint, background), PNG, with a red
   border of ``OBJECTNET_BORDER_PX`` added around each image (the release's border, which
   the loader crops), plus one non-overlapping class folder, as the release has 200.
-- ImageNet-Vid-Robust / YouTube-BB-Robust: ``render_sequence`` frame sets; the anchor and
+- ImageNet-Vid-Robust / YouTube-BB-Robust: ``render_sequence`` frame sets under
+  ``VIDEO_SHIFT`` (scenes as hard as ImageNet-V2's); the anchor and
   its +-``neighbours`` frames, with the releases' metadata (pm-sets, labels, class maps,
   YTBB review annotations, a few neighbours marked dissimilar).
 
@@ -52,7 +53,7 @@ from ood.make_imagenet_c import write_imagenet_c
 from ood.imagenet_v2 import VARIANT_FOLDERS
 from ood.objectnet import ObjectNet
 from ood.video_robust import ImageNetVidRobust, YTBBRobust
-from synthetic.generator import (GENERATOR_VERSION, HARD_SHIFT, NATURAL, OBJECTNET_SHIFT, V2_SHIFT,
+from synthetic.generator import (GENERATOR_VERSION, HARD_SHIFT, OBJECTNET_SHIFT, V2_SHIFT, VIDEO_SHIFT,
                                  class_specs, render, render_sequence)
 
 SUITE_FORMAT = "ood-scaling/ood-suite/v1"
@@ -417,7 +418,7 @@ def _write_vid_robust(out: Path, wnids: list[str], specs, seed: int, size: int, 
         for v in range(videos_per_class):
             wnid = used[v % len(used)]
             rng = _seed(seed, "imagenet_vid_robust", vid_idx, v)
-            frames = render_sequence(specs[wnid], rng, 2 * neighbours + 1, size, NATURAL)
+            frames = render_sequence(specs[wnid], rng, 2 * neighbours + 1, size, VIDEO_SHIFT)
             snippet = f"ILSVRC2015_val_{vid_idx * 1000 + v:08d}"
             base = int(rng.integers(neighbours, 400))  # anchor frame number within the snippet
             keys = {}
@@ -452,7 +453,7 @@ def _write_ytbb_robust(out: Path, wnids: list[str], specs, seed: int, size: int,
         for v in range(videos_per_class):
             wnid = used[v % len(used)]
             rng = _seed(seed, "ytbb_robust", y_idx, v)
-            frames = render_sequence(specs[wnid], rng, 2 * neighbours + 1, size, NATURAL)
+            frames = render_sequence(specs[wnid], rng, 2 * neighbours + 1, size, VIDEO_SHIFT)
             ytid = "".join(_YTID_CHARS[i] for i in rng.integers(0, len(_YTID_CHARS), size=11))
             ms = int(rng.integers(5, 200)) * 1000
             anchor_frame = round(ms / 1000 * 15)  # frames are numbered at 15 fps (the testbed's ms_to_frame_15fps)
