@@ -26,9 +26,11 @@ from typing import Any, Callable
 import yaml
 
 from conversion.files import atomic_write_json, atomic_write_text
+from study.data_identity import data_identity
 from study.definition import Cell, StudyDefinition, UpstreamRun
 from study.layout import CellPaths, UnitPaths, UpstreamPaths
 from study.overrides import downstream_overrides, upstream_overrides
+from study.state import stale_data
 from results.outcomes import sidecar_path
 from results.schema import write_result
 
@@ -89,8 +91,10 @@ def run_upstream(study: StudyDefinition, run: UpstreamRun, cli: CliFn | None = N
     step = checkpoint_step(paths.checkpoint)
     if step != run.steps:
         raise RuntimeError(f"upstream {run.name}: its last checkpoint {paths.checkpoint} is of step {step}, not {run.steps}")
+    log_dir = _log_dir(out)
     marker = {"checkpoint": str(paths.checkpoint), "step": step, "seconds": round(time.time() - started, 1),
-              "log_dir": _log_dir(out), "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+              "log_dir": log_dir, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "data": data_identity(_read_config(log_dir))}  # what it was trained on: checked before every reuse
     if global_rank() == 0:
         atomic_write_json(paths.done, marker)
     return marker
@@ -108,6 +112,9 @@ def ready_upstream(study: StudyDefinition, cell: Cell) -> dict:
     if step != run.steps:
         raise UpstreamNotReady(f"{cell.name}: the final checkpoint of upstream run {run.name} ({paths.checkpoint}) is of step "
                                f"{step}, not its budget {run.steps}; delete {paths.done} and run the upstream run again")
+    stale = stale_data(paths)
+    if stale is not None:
+        raise UpstreamNotReady(f"{cell.name}: upstream run {run.name} was {stale}")
     return json.loads(paths.done.read_text())
 
 
@@ -185,6 +192,7 @@ def complete_result(study: StudyDefinition, cell: Cell, upstream: dict, downstre
     record["study"] = {
         "name": study.name, "config": study.source, "cell": cell.name, "axes": cell.axes(), "upstream_run": run.name,
         "log": str(paths.log), "cell_dir": str(paths.cell_dir), "upstream_checkpoint": upstream.get("checkpoint"),
+        "upstream_data": upstream.get("data"),
         "tensorboard": {"upstream": upstream.get("log_dir"), "downstream": downstream_log_dir},
     }
     return write_result(paths.result, record)

@@ -37,7 +37,7 @@ from study.claims import Claim, try_claim
 from study.definition import Cell, StudyDefinition, UpstreamRun  # noqa: F401 - re-exported: `from study.runner import StudyDefinition`
 from study.layout import CellPaths, UnitPaths, UpstreamPaths
 from study.state import (DONE, FAILED, PENDING, PREEMPTED, RUNNING, Status, cell_status, mark_done, mark_failed,
-                         mark_preempted, mark_running, upstream_status)
+                         mark_preempted, mark_running, stale_data, upstream_status)
 
 POLL_S = 5.0  # how often a worker with nothing to claim looks again while others pre-train
 STOP_CODES = {128 + signal.SIGTERM, 128 + signal.SIGUSR1}  # a training stage stopped by a signal
@@ -86,6 +86,10 @@ def plan(study: StudyDefinition, retry_failed: bool = False) -> tuple[list[Unit]
             continue
         run = study.upstream_of(cell)
         up = ups[run]
+        stale = stale_data(UpstreamPaths(Path(study.runs_dir), run.name)) if up.state == DONE else None
+        if stale is not None:  # refused here, before any compute, rather than when the cell starts
+            notes.append(f"{cell.name}: left alone: its upstream run {run.name} was {stale}")
+            continue
         if up.state == FAILED and not retry_failed:
             notes.append(f"{cell.name}: waits for upstream {run.name}, which failed ({up.detail}); pass --retry-failed")
             continue

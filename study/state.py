@@ -19,6 +19,7 @@ from pathlib import Path
 
 from conversion.files import atomic_write_json
 from study.claims import describe, is_stale, read_claim, who
+from study.data_identity import data_changes
 from study.layout import CellPaths, UnitPaths, UpstreamPaths
 from results.schema import ResultSchemaError, validate_record
 
@@ -98,8 +99,23 @@ def cell_status(paths: CellPaths) -> Status:
     return _from_markers(paths)
 
 
+def stale_data(paths: UpstreamPaths) -> str | None:
+    """Why a finished upstream run's cells must not use it (its data changed since), or None."""
+    try:
+        recorded = json.loads(paths.done.read_text()).get("data")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    changes = data_changes(recorded)
+    if not changes:
+        return None
+    return (f"pre-trained on other data than is there now ({'; '.join(changes)}): delete {paths.unit_dir} "
+            f"to pre-train it again on the current data, or restore the data it was trained on")
+
+
 def upstream_status(paths: UpstreamPaths) -> Status:
-    """The state of one upstream run (done: ``done.json`` and its checkpoint exist)."""
+    """The state of one upstream run (done: ``done.json`` and its checkpoint exist; the detail
+    says so when its data changed since, see `stale_data`)."""
     if paths.done.exists() and paths.checkpoint.exists():
-        return Status(DONE, str(paths.checkpoint))
+        stale = stale_data(paths)
+        return Status(DONE, str(paths.checkpoint) if stale is None else f"{paths.checkpoint}, but {stale}")
     return _from_markers(paths)

@@ -635,3 +635,35 @@ def test_result_that_does_not_describe_its_cell_is_moved_out_and_fails_the_cell(
     assert not sidecar_path(paths.result).exists()  # its outcomes went with it
     assert (paths.cell_dir / sidecar_path(paths.result).name).read_bytes() == b"outcomes"
     assert cell_status(paths).state == FAILED
+
+
+def test_an_upstream_run_on_data_since_regenerated_is_refused_before_its_cells_run(tmp_path, capsys):
+    """done.json records the sha256 each beton's manifest stated; a changed manifest (the data
+    regenerated or reconverted) keeps the run's cells from starting, in one line that says what to delete."""
+    beton = tmp_path / "data" / "upstream.beton"
+    beton.parent.mkdir()
+    beton.write_bytes(b"\0" * 8)
+    beton.with_suffix(".json").write_text(json.dumps({"sha256": "a" * 64}))
+    study = StudyDefinition.from_dict(study_dict(
+        tmp_path, models=["small_net"], data_sizes=[100], steps=[10],
+        model_overrides={"small_net": {"upstream": {"data.init_args.beton": str(beton)}}}))
+    [cell] = study.cells()
+    run = study.upstream_of(cell)
+    run_upstream(study, run, cli=FakeStages())
+    paths = UpstreamPaths(tmp_path / "runs", run.name)
+    assert json.loads(paths.done.read_text())["data"] == {str(beton): "a" * 64}
+    ready_upstream(study, cell)  # same data: fine
+    assert plan(study)[0][0].target == cell
+
+    beton.with_suffix(".json").write_text(json.dumps({"sha256": "b" * 64}))
+    with pytest.raises(UpstreamNotReady, match=rf"upstream run {run.name} was pre-trained on other data .*"
+                                               rf"held sha256 aaaaaaaaaaaa, now sha256 bbbbbbbbbbbb.*delete {paths.unit_dir}"):
+        ready_upstream(study, cell)
+    units, notes, _ = plan(study)
+    assert units == [] and len(notes) == 1 and notes[0].startswith(f"{cell.name}: left alone: its upstream run")
+    [(_, status)] = upstream_statuses(study)
+    assert status.state == DONE and "pre-trained on other data" in status.detail
+
+    beton.with_suffix(".json").unlink()  # the data gone altogether
+    with pytest.raises(UpstreamNotReady, match="now no manifest"):
+        ready_upstream(study, cell)
