@@ -25,8 +25,11 @@ quickstart: install
 # The fidelity study (docs/fidelity.md): the same 2 x 3 x 3 grid in the paper's regime of
 # repetition, evaluation sets sized for +-10-point intervals; ~35 min on 2 cores. Grid in
 # runs/fidelity/grid/, data in data/fidelity/.
+# SEED=N runs the replicate under seed N (generator, subsets, training) in data/ and runs/
+# folders of its own; FIDELITY_STUDY=configs/fidelity/corners.yaml runs only the four corners.
+FIDELITY_STUDY ?= configs/fidelity/study.yaml
 fidelity: install
-	$(PY) -m study.quickstart --study configs/fidelity/study.yaml
+	$(PY) -m study.quickstart --study $(FIDELITY_STUDY)$(if $(SEED), --seed $(SEED))
 
 # Test files run in parallel worker processes (one thread each; files stay whole so module
 # fixtures are built once). Plain `pytest` still works, serially.

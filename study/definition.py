@@ -178,6 +178,9 @@ class StudyDefinition:
         self._validate_overrides(where)
         self._validate_slurm(where)
         self.check_benchmarks(require_files=False)
+        from study.overrides import check_generated_paths  # study.overrides imports this module
+
+        check_generated_paths(self)
 
     def check_benchmarks(self, *, require_files: bool = False) -> None:
         """Refuse a study whose fine-tuning could not build its OOD suite because the stacked

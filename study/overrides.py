@@ -341,3 +341,36 @@ def check_registry(study: StudyDefinition) -> None:
         problem = pool.submit(registry_problem, study).result()
     if problem is not None:
         raise StudyConfigError(problem)
+
+
+# ----------------------------------------------------------------- generated data, read where it is written
+
+def data_path_values(init_args: dict) -> dict[str, str]:
+    """The data-location values of a stage's ``data.init_args``: ``*beton`` and ``*root`` paths."""
+    return {k: v for k, v in init_args.items() if isinstance(v, str) and v and (k.endswith("beton") or k.endswith("root"))}
+
+
+def check_generated_paths(study: StudyDefinition) -> None:
+    """Refuse (`StudyConfigError`, one line) a study that generates its data (``generate.root``)
+    but whose stages, for some model, read betons or an OOD root from elsewhere: its runs would
+    train and score on another study's data (e.g. a replicate with a new generator seed that
+    still reads the original's betons). Pure file reads; extra configs not yet written are skipped."""
+    root = (study.generate or {}).get("root")
+    if not root:
+        return
+    root_path = Path(root).resolve()
+    for stage in ("upstream", "downstream"):
+        for model in study.models:
+            paths = [study.stage_config(stage, model), *study.extra_configs(stage)]
+            config: dict = {}
+            for path in paths:
+                if Path(path).is_file():
+                    config = merge(config, read_stage_config(path))
+            for resolution in study.resolution_values:
+                layered = with_study_values(copy.deepcopy(config), study, model, resolution, stage)
+                for key, value in data_path_values(((layered.get("data") or {}).get("init_args")) or {}).items():
+                    if not Path(value).resolve().is_relative_to(root_path):
+                        raise StudyConfigError(
+                            f"study config {study.source}: generates its data under {root} but the {stage} stage of {model} "
+                            f"reads data.init_args.{key}={value}; point it under {root} (model_overrides, an extra config, "
+                            f"or `python -m study.quickstart --seed N`, which moves every path with the seed)")

@@ -63,12 +63,37 @@ def generate_data(spec: dict, benchmarks: list[str] | None = None) -> dict[str, 
     return {"root": root, "betons": betons}
 
 
+def write_replicate(study_file: str, seed: int) -> str:
+    """Write the study file of `study_file`'s replicate under `seed` (`study.reseed.reseeded`)
+    into its runs folder; returns its path."""
+    from study.reseed import reseeded
+
+    try:
+        raw = yaml.safe_load(Path(study_file).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise StudyConfigError(f"study config {study_file}: cannot read it ({' '.join(str(err).split())})") from None
+    replicate = reseeded(raw, seed, source=study_file)
+    path = Path(replicate["runs_dir"]) / "study.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, f"# {study_file} under seed {seed}: written by `python -m study.quickstart --seed {seed}` "
+                            f"(study/reseed.py)\n" + yaml.safe_dump(replicate, sort_keys=False))
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--study", default="configs/miniature/study.yaml", help="study definition (axes + stage configs)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="run the study's replicate under this seed: generator, subsets and training seeds all "
+                             "changed, data and runs in their own folders (study/reseed.py); its study file is written "
+                             "to <runs_dir>-seedN/study.yaml")
     args = parser.parse_args(argv)
     started = time.time()
-    study = StudyDefinition.from_yaml(args.study)
+    study_path = args.study
+    if args.seed is not None:
+        study_path = write_replicate(args.study, args.seed)
+        print(f"replicate under seed {args.seed}: {study_path}", flush=True)
+    study = StudyDefinition.from_yaml(study_path)
     # in a child process, so this coordinating process never holds torch/FFCV in memory
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         pool.submit(generate_data, study.generate, study.benchmarks).result()
@@ -91,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for png in report.png_paths:
         print(f"  figure       : {png} (+ .svg)")
     print(f"  TensorBoard  : {Path(study.runs_dir) / 'tb'}  →  .venv/bin/tensorboard --logdir {Path(study.runs_dir) / 'tb'}")
-    print(f"  cell states  : .venv/bin/python -m study list {args.study}")
+    print(f"  cell states  : .venv/bin/python -m study list {study_path}")
     if failures:
         print(f"{len(failures)} cell(s) failed (`make quickstart` again retries them):")
         for line in failures:
