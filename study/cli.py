@@ -1,7 +1,11 @@
-"""``python -m study {list,run,slurm,report,upstream,cell} STUDY.yaml``: a study from the command line.
+"""``python -m study {list,plan,run,slurm,report,upstream,cell} STUDY.yaml``: a study from the command line.
 
 - ``list``     every upstream run and every cell with its state (pending, running, preempted,
                done, failed) and, for a failed one, the error and its log path.
+- ``plan``     what the study costs: per upstream run and per cell, images, epochs, GPU-hours
+               (``configs/throughput.yaml``) and wall-clock on a cluster shape (``--nodes``,
+               ``--gpus-per-node``, ``--device``; defaults from the study's ``slurm:``), totals and
+               the saving of shared pre-training; ``--csv``/``--json`` for machines. No torch.
 - ``run``      run what is left here: each upstream run once (shared by every cell with its
                upstream settings), then the cells from their upstream runs; preempted units
                continue from their last checkpoints, failed ones rerun with ``--retry-failed``.
@@ -47,6 +51,21 @@ def _list(study: StudyDefinition, args) -> int:
             print(f"{k:>3}  {status.state:<9}  {unit.name:<{width}}{detail}".rstrip())
         counts = Counter(s.state for _, s in rows)
         print(f"{len(rows)} {title}: " + ", ".join(f"{counts[s]} {s}" for s in STATES))
+    return 0
+
+
+def _plan(study: StudyDefinition, args) -> int:
+    from study.plan import THROUGHPUT_CONFIG, ThroughputTable, plan_study, render, write_csv, write_json
+
+    plan = plan_study(study, ThroughputTable.from_yaml(args.throughput or THROUGHPUT_CONFIG), nodes=args.nodes,
+                      gpus_per_node=args.gpus_per_node, device=args.device)
+    print(render(plan))
+    if args.csv:
+        write_csv(plan, args.csv)
+        print(f"wrote {args.csv}")
+    if args.json:
+        write_json(plan, args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -154,13 +173,14 @@ def _positive(text: str) -> int:
     return value
 
 
-COMMANDS = {"list": _list, "run": _run, "slurm": _slurm, "report": _report, "upstream": _upstream, "cell": _cell}
+COMMANDS = {"list": _list, "plan": _plan, "run": _run, "slurm": _slurm, "report": _report, "upstream": _upstream, "cell": _cell}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study", description="Define, run and report a study (docs/study.md).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {"list": "list the upstream runs and cells with their states",
+             "plan": "print what the study costs: images, epochs, GPU-hours and wall-clock per upstream run and cell",
              "run": "run what is left here: upstream runs once each, then the cells",
              "slurm": "write SLURM array jobs (upstream runs, then cells) and print the sbatch lines",
              "report": "rebuild the grid (CSV, heat-maps, line plots) from the result files",
@@ -180,6 +200,15 @@ def _parser() -> argparse.ArgumentParser:
                                 "empty, with a note)")
             s.add_argument("--resamples", type=int, default=1000, help="bootstrap replicates of each interval (0: none)")
             s.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap's draws")
+        if name == "plan":
+            s.add_argument("--throughput", default=None, help="throughput table (default configs/throughput.yaml)")
+            s.add_argument("--device", default=None, help="device of the throughput table (default: its first)")
+            s.add_argument("--nodes", type=_positive, default=None,
+                           help="nodes of the cluster (default: the study's largest slurm nodes, else the largest unit's)")
+            s.add_argument("--gpus-per-node", type=_positive, default=None,
+                           help="GPUs per node (default: the study's slurm gpus_per_node, else the largest unit's devices)")
+            s.add_argument("--csv", metavar="PATH", default=None, help="also write one row per unit to PATH")
+            s.add_argument("--json", metavar="PATH", default=None, help="also write the whole plan (units, totals, assumptions) to PATH")
         if name == "run":
             s.add_argument("--workers", type=_positive, default=None,
                            help="units at a time (default: the study's `workers`; 1 runs them one after another, in this process)")
