@@ -63,6 +63,21 @@ def generate_data(spec: dict, benchmarks: list[str] | None = None) -> dict[str, 
     return {"root": root, "betons": betons}
 
 
+def _criteria(results_dir: Path, grid_dir: Path) -> Path | None:
+    """Print Figure 3's criteria (a)-(c) with their intervals (`results.criteria`) and write
+    ``criteria.csv`` beside the grid; a grid that cannot answer them gets one line why."""
+    from results.criteria import CriteriaError, write_criteria
+
+    out = Path(grid_dir) / "criteria.csv"
+    try:
+        table, notes = write_criteria(Path(results_dir), out)
+    except (CriteriaError, FileNotFoundError) as err:
+        print(f"criteria (a)-(c): not computed ({err})")
+        return None
+    print(f"\nFigure 3's criteria (a)-(c) ({notes[0]}; docs/fidelity.md):\n{table}")
+    return out
+
+
 def write_replicate(study_file: str, seed: int) -> str:
     """Write the study file of `study_file`'s replicate under `seed` (`study.reseed.reseeded`)
     into its runs folder; returns its path."""
@@ -107,12 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                             fallback_reference=study.fallback_reference)
     for message in report.messages:
         print(f"report: {message}")
+    criteria = _criteria(study.results_dir, grid_dir)
     wall = time.time() - started
     peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB → GiB
     print()
     print(f"{study.name} study finished in {wall / 60:.1f} min ({study.workers} workers; peak RSS of one worker {peak_child:.2f} GiB)")
     print(f"  result files : {study.results_dir}/*.json")
-    print(f"  grid CSVs    : {report.csv_path}, {report.errors_csv_path}")
+    print(f"  grid CSVs    : {report.csv_path}, {report.errors_csv_path}" + (f", {criteria}" if criteria else ""))
     for png in report.png_paths:
         print(f"  figure       : {png} (+ .svg)")
     print(f"  TensorBoard  : {Path(study.runs_dir) / 'tb'}  →  .venv/bin/tensorboard --logdir {Path(study.runs_dir) / 'tb'}")
