@@ -15,6 +15,7 @@ function closes over as constants.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numba
@@ -22,6 +23,7 @@ import numpy as np
 from ffcv.fields.rgb_image import IMAGE_MODES, ResizedCropRGBImageDecoder, get_random_crop
 from ffcv.libffcv import imdecode, resize_crop
 from ffcv.pipeline.compiler import Compiler
+from ffcv.pipeline.state import State
 from ffcv.transforms import RandomHorizontalFlip
 from numba import types
 from numba.core import cgutils
@@ -82,7 +84,13 @@ class SeededCropDecoder(EpochAware, ResizedCropRGBImageDecoder):
     Subclasses choose the window through ``get_crop_generator`` as FFCV's decoders do;
     decoding and resizing are FFCV's (``imdecode``, ``resize_crop``), unchanged. The loader
     must call ``set_epoch`` as each epoch starts (``ResumableLoader`` does).
+
+    ``parallel_chunksize``, read when the code is generated: numba's chunk size for the loop
+    over a batch's images (``numba.set_parallel_chunksize``; 0, the default, is numba's static
+    split into one block per thread). Which thread decodes an image never changes its pixels.
     """
+
+    parallel_chunksize = 0
 
     def __init__(self, output_size: tuple[int, int], seed: int):
         super().__init__(output_size)
@@ -99,10 +107,12 @@ class SeededCropDecoder(EpochAware, ResizedCropRGBImageDecoder):
         image_seed_c = Compiler.compile(image_seed)
         read_epoch = self._epoch_reader()
         scale, ratio, seed = np.array(self.scale), np.array(self.ratio), self.seed
+        chunksize = self.parallel_chunksize
 
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination, temp_storage = my_storage
             epoch = read_epoch()
+            previous_chunksize = numba.set_parallel_chunksize(chunksize)  # this thread's setting, restored below
             for dst_ix in my_range(len(batch_indices)):
                 field = metadata[batch_indices[dst_ix]]
                 image_data = mem_read(field["data_ptr"], storage_state)
@@ -117,6 +127,7 @@ class SeededCropDecoder(EpochAware, ResizedCropRGBImageDecoder):
                 np.random.seed(image_seed_c(seed, epoch, batch_indices[dst_ix]))
                 i, j, h, w = get_crop_c(height, width, scale, ratio)
                 resize_crop_c(temp_buffer, i, i + h, j, j + w, destination[dst_ix])
+            numba.set_parallel_chunksize(previous_chunksize)
             return destination[:len(batch_indices)]
 
         decode.is_parallel = True
@@ -135,28 +146,56 @@ class SeededRandomResizedCrop(SeededCropDecoder):
         return get_random_crop
 
 
+def mirror_columns(image):
+    """Reverse the columns of one ``(H, W, C)`` image in place (``image[:, ::-1]``, without a copy)."""
+    width, channels = image.shape[1], image.shape[2]
+    for r in range(image.shape[0]):
+        row = image[r]
+        for left in range(width // 2):
+            right = width - 1 - left
+            if channels == 3:  # RGB, unrolled: ~1.6x faster under numba
+                a0, a1, a2 = row[left, 0], row[left, 1], row[left, 2]
+                row[left, 0], row[left, 1], row[left, 2] = row[right, 0], row[right, 1], row[right, 2]
+                row[right, 0], row[right, 1], row[right, 2] = a0, a1, a2
+            else:
+                for c in range(channels):
+                    a = row[left, c]
+                    row[left, c] = row[right, c]
+                    row[right, c] = a
+
+
 class SeededHorizontalFlip(EpochAware, RandomHorizontalFlip):
-    """FFCV's ``RandomHorizontalFlip`` with each image's draw seeded from ``(seed, epoch, row)``."""
+    """FFCV's ``RandomHorizontalFlip`` with each image's draw seeded from ``(seed, epoch, row)``.
+
+    The same draws and pixels as FFCV's flip, but in place: the images drawn for a flip have
+    their columns reversed where the decoder wrote them, and the others are left alone. FFCV's
+    flip copies every image into a buffer of its own (``dst[i] = images[i]`` or
+    ``images[i, :, ::-1]``), which under numba cost ~80 us per 224-px image on CPU-2 against
+    ~12 us for this, and one more batch-sized buffer per prefetch slot.
+    """
 
     def __init__(self, seed: int, flip_prob: float = 0.5):
         super().__init__(flip_prob)
         self._init_epoch(seed)
 
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, None]:
+        return replace(previous_state, jit_mode=True), None  # in place: no buffer of its own
+
     def generate_code(self) -> Callable:
         my_range = Compiler.get_iterator()
         image_seed_c = Compiler.compile(image_seed)
+        mirror_c = Compiler.compile(mirror_columns)
         read_epoch = self._epoch_reader()
         flip_prob, seed = self.flip_prob, self.seed + _FLIP_SALT
 
         def flip(images, dst, indices):
+            # images: the decoder's (B, H, W, 3) uint8 output, modified in place; dst: None
             epoch = read_epoch()
             for i in my_range(images.shape[0]):
                 np.random.seed(image_seed_c(seed, epoch, indices[i]))
                 if np.random.rand() < flip_prob:
-                    dst[i] = images[i, :, ::-1]
-                else:
-                    dst[i] = images[i]
-            return dst
+                    mirror_c(images[i])
+            return images
 
         flip.is_parallel = True
         flip.with_indices = True

@@ -9,18 +9,25 @@ the same number of worker processes/threads (``--workers``), measures images/s o
 2. ``ffcv``: ``datamodules.ffcv_loaders.train_loader`` + ``inception_train_pipelines(R)``
    (same augmentation) from a beton written with ``BetonSettings()`` defaults (256 px longer
    side, JPEG quality 90), ``--workers`` numba threads;
-3. ``decode``: the decode-only limit: ``cv2.imdecode`` (OpenCV's bundled libjpeg-turbo, the
-   fastest decoder installed; PIL's decode is slower and is also reported) of the original
-   files, no augmentation, ``--workers`` processes each reading and decoding its share.
+3. ``decode_stored``: the FFCV loader's decode-only limit: ``cv2.imdecode`` (OpenCV's bundled
+   libjpeg-turbo) of exactly the JPEG bytes that loader reads (each row's stored image, found
+   by FFCV's own memory-manager reader in the beton's metadata and allocation table), in
+   ``--workers`` processes each reading its share from the beton through the page cache
+   (``mmap``, as ``os_cache=True`` does), no augmentation. Every other beton of a variant
+   (``full``: the originals kept) gets its own, ``decode_stored_<max_resolution>``; a raw
+   beton is compared with the JPEG beton of the same size;
+4. ``decode``: for reference, the same decode of the original files (what the loader would
+   decode without the beton's 256-px storage); ``decode_pil``: PIL's decode of them.
 
 plus the tuning variants named by ``--variants`` (stored size, ``os_cache``,
 ``batches_ahead``, thread count: see ``VARIANTS``). Every loader is warmed up first (one epoch:
 FFCV's compiles numba, torchvision's starts its workers), then ``--rounds`` rounds each time
 ``--epochs`` epochs of every loader in turn; rates are medians over rounds and ratios medians of
 the within-round ratios, so load from other jobs on a shared machine hits all of them alike.
-Also prints what the 256-px storage costs in resolution and what decoding at reduced size
-(libjpeg-turbo DCT scaling) would save. Ends with the headline Markdown row for
-``docs/perf.md``.
+The headline ratio is FFCV / decode_stored (its own beton's bytes). Also prints what the
+256-px storage costs in resolution and what decoding at reduced size (libjpeg-turbo DCT
+scaling) would save. Ends with the headline Markdown row for ``docs/perf.md``. Where the
+time between the decode limit and the loader goes: ``perf.loader_profile``.
 
     .venv/bin/python -m perf.loader_throughput                # 3,000 images, 2 workers
     .venv/bin/python -m perf.loader_throughput --variants all # + every tuning variant
@@ -34,7 +41,7 @@ import os
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +179,87 @@ class DecodeOnly:
         self.pool.join()
 
 
+def stored_images(beton: Path, field: str = "image") -> dict[str, np.ndarray]:
+    """Where each row's stored image lies in ``beton``: ``offset``, ``size`` (bytes, int64),
+    ``height``, ``width``, ``mode`` (FFCV's: 0 jpg, 1 raw), in row order.
+
+    The bytes are found as the loader finds them: FFCV's ``OSCacheManager`` reader (numba;
+    the metadata's ``data_ptr`` looked up in the allocation table) over the memory-mapped
+    file, so ``file[offset:offset + size]`` is exactly what the decoder is handed.
+    """
+    from ffcv.memory_managers import OSCacheManager
+    from ffcv.reader import Reader
+
+    reader = Reader(str(beton))
+    meta = reader.metadata[f"f{reader.field_names.index(field)}"]
+    manager = OSCacheManager(reader)
+    read = manager.compile_reader()
+    with manager.schedule_epoch(None) as context:
+        state = context.state
+        base = state[0].ctypes.data
+        offset, size = np.empty(len(meta), np.int64), np.empty(len(meta), np.int64)
+        for row, ptr in enumerate(meta["data_ptr"]):
+            data = read(np.uint64(ptr), state)
+            offset[row], size[row] = data.ctypes.data - base, data.size
+    return {"offset": offset, "size": size, "height": meta["height"].astype(np.int64),
+            "width": meta["width"].astype(np.int64), "mode": meta["mode"].astype(np.int64)}
+
+
+_MAPPED: dict[str, np.ndarray] = {}  # per worker process: the beton mapped once, as FFCV's os_cache keeps it
+
+
+def _decode_stored(args: tuple[str, np.ndarray, np.ndarray, np.ndarray]) -> int:
+    """Decodes each ``(offset, size)`` JPEG of the beton with cv2; refuses one whose size is not ``shapes``'s."""
+    import cv2
+
+    beton, offsets, sizes, shapes = args
+    cv2.setNumThreads(1)
+    if beton not in _MAPPED:
+        _MAPPED[beton] = np.memmap(beton, np.uint8, mode="r")
+    data = _MAPPED[beton]
+    for o, n, (h, w) in zip(offsets.tolist(), sizes.tolist(), shapes.tolist()):
+        image = cv2.imdecode(data[o:o + n], cv2.IMREAD_COLOR)
+        if image is None or image.shape[:2] != (h, w):
+            raise ValueError(f"{beton}: the {n} bytes at {o} do not decode to a {h}x{w} image")
+    return len(offsets)
+
+
+class DecodeStored:
+    """The decode-only limit of a beton's loader: each of ``workers`` processes decodes an
+    interleaved share of the rows' stored JPEGs (``stored_images``), nothing sent back."""
+
+    def __init__(self, beton: Path, workers: int):
+        from multiprocessing import get_context
+
+        images = stored_images(beton)
+        jpg = np.flatnonzero(images["mode"] == 0)
+        if len(jpg) == 0:
+            raise ValueError(f"{beton} stores no JPEG: nothing to decode")
+        shapes = np.stack([images["height"], images["width"]], 1)
+        self.shards = [(str(beton), images["offset"][rows], images["size"][rows], shapes[rows])
+                       for rows in (jpg[k::workers] for k in range(workers))]
+        self.mean_bytes = float(images["size"][jpg].mean())
+        self.pool = get_context("spawn").Pool(workers)
+
+    def epoch(self) -> int:
+        return sum(self.pool.map(_decode_stored, self.shards, chunksize=1))
+
+    def close(self):
+        self.pool.close()
+        self.pool.join()
+
+
+def limit_name(variant: Variant) -> str:
+    """The decode-only limit a variant is compared with: that of the JPEG beton of its size."""
+    default = VARIANTS["ffcv"].max_resolution
+    return "decode_stored" if variant.max_resolution == default else f"decode_stored_{variant.max_resolution}"
+
+
 # ---------------------------------------------------------------- FFCV
 
 
 def beton_for(root: Path, betons: Path, variant: Variant, workers: int) -> Path:
     """The beton of ``root`` with ``variant``'s storage (other settings: BetonSettings defaults), written once."""
-    from dataclasses import replace
-
     from conversion.beton import BetonSettings, convert_folder
 
     out = betons / f"natural_{variant.write_mode}{variant.max_resolution}.beton"
@@ -188,14 +269,19 @@ def beton_for(root: Path, betons: Path, variant: Variant, workers: int) -> Path:
 
 
 class FFCVLoader:
-    def __init__(self, beton: Path, variant: Variant, resolution: int, batch: int, workers: int):
+    """``train_loader`` over every row of ``beton`` with ``variant``'s settings; ``pipelines``
+    default to the training pipeline (``inception_train_pipelines(resolution)``)."""
+
+    def __init__(self, beton: Path, variant: Variant, resolution: int, batch: int, workers: int,
+                 pipelines: dict | None = None):
         from conversion.beton import read_manifest
         from datamodules.ffcv_loaders import train_loader
         from datamodules.pipelines import inception_train_pipelines
 
         rows = np.arange(read_manifest(beton)["num_images"], dtype=np.uint32)
+        pipelines = pipelines if pipelines is not None else inception_train_pipelines(resolution)
         self.loader = train_loader(
-            beton, rows, batch, inception_train_pipelines(resolution), num_workers=variant.threads or workers, seed=0,
+            beton, rows, batch, pipelines, num_workers=variant.threads or workers, seed=0,
             world_size=1, epoch=0, os_cache=variant.os_cache, drop_last=False, batches_ahead=variant.batches_ahead,
             order=variant.order)
 
@@ -343,8 +429,37 @@ def _warm_up(name: str, make, results: dict, loaders: dict) -> None:
     loaders[name] = loader
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def time_rounds(loaders: dict, results: dict, rounds: int, epochs: int, around: dict | None = None) -> None:
+    """``rounds`` rounds, each timing ``epochs`` epochs of every loader in turn; appends images/s to
+    ``results[name].rates``. ``around[name]``: a context manager factory entered around that loader's epochs."""
+    from contextlib import nullcontext
+
+    around = around or {}
+    for r in range(rounds):
+        for name, loader in loaders.items():
+            with around.get(name, nullcontext)():
+                t, n = time.perf_counter(), 0
+                for _ in range(epochs):
+                    n += loader.epoch()
+                results[name].rates.append(n / (time.perf_counter() - t))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {res.rates[-1]:.0f}" for k, res in results.items()), flush=True)
+
+
+def ratio(results: dict, name: str, ref: str) -> float:
+    """Median over rounds of ``name``'s rate / ``ref``'s within each round (measured seconds apart)."""
+    return statistics.median(x / y for x, y in zip(results[name].rates, results[ref].rates))
+
+
+def prepare(args) -> tuple[Path, Path]:
+    """The generated image folder and the folder its betons go to."""
+    from perf.natural_jpegs import generate
+
+    root = generate(args.root, args.count, args.size)
+    return root, args.betons or args.root.with_name(args.root.name + "-betons")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, batch and timing options shared with ``perf.loader_profile``."""
     parser.add_argument("--root", type=Path, default=Path("data/bench/natural"),
                         help="image folder (generated here if missing)")
     parser.add_argument("--betons", type=Path, default=None, help="where betons go (default: <root>-betons)")
@@ -355,16 +470,26 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs per loader per round")
     parser.add_argument("--rounds", type=int, default=6, help="rounds; each times every loader in turn")
+
+
+def ready_beton(root: Path, betons: Path, variant: Variant, workers: int) -> Path:
+    t = time.perf_counter()
+    path = beton_for(root, betons, variant, workers)
+    print(f"beton {variant.write_mode}, max_resolution {variant.max_resolution}: {path.stat().st_size / 2**20:.0f} MiB "
+          f"(ready in {time.perf_counter() - t:.0f} s: written, or reused if it exists)", flush=True)
+    return path
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_data_arguments(parser)
     parser.add_argument("--variants", default="", help=f"comma-separated extra FFCV variants or 'all': {', '.join(VARIANTS)}")
     parser.add_argument("--machine", default="CPU-2", help="machine name for the Markdown row")
     parser.add_argument("--memory", action="store_true",
                         help="instead of throughput: each loader's memory (fresh process each) and FFCV's per-image index cost")
     args = parser.parse_args(argv)
 
-    from perf.natural_jpegs import generate
-
-    root = generate(args.root, args.count, args.size)
-    betons = args.betons or args.root.with_name(args.root.name + "-betons")
+    root, betons = prepare(args)
     extra = [v for v in VARIANTS if v != "ffcv"] if args.variants == "all" else [v for v in args.variants.split(",") if v]
     unknown = set(extra) - set(VARIANTS)
     if unknown:
@@ -378,48 +503,45 @@ def main(argv=None) -> None:
           f"crop {args.resolution}, batch {args.batch}, {args.workers} workers, {args.rounds} rounds x {args.epochs} epochs",
           flush=True)
 
+    # every variant's beton, and the JPEG beton of every variant's size (its decode limit's bytes)
     beton_paths = {}
-    for v in variants.values():
+    for v in [*variants.values(), *(replace(v, write_mode="jpg") for v in variants.values())]:
         key = (v.write_mode, v.max_resolution)
         if key not in beton_paths:
-            t = time.perf_counter()
-            beton_paths[key] = beton_for(root, betons, v, args.workers)
-            size = beton_paths[key].stat().st_size / 2**20
-            print(f"beton {v.write_mode}, max_resolution {v.max_resolution}: {size:.0f} MiB "
-                  f"(ready in {time.perf_counter() - t:.0f} s: written, or reused if it exists)", flush=True)
+            beton_paths[key] = ready_beton(root, betons, v, args.workers)
+    limits = {limit_name(v): beton_paths[("jpg", v.max_resolution)] for v in variants.values()}
 
     # Processes first (spawned), then the FFCV loaders (threads in this process).
     results, loaders = {}, {}
     _warm_up("tv", lambda: TorchvisionLoader(root, args.resolution, args.batch, args.workers), results, loaders)
     _warm_up("decode", lambda: DecodeOnly(root, args.workers, "cv2"), results, loaders)
     _warm_up("decode_pil", lambda: DecodeOnly(root, args.workers, "pil"), results, loaders)
+    for name, beton in limits.items():
+        _warm_up(name, lambda beton=beton: DecodeStored(beton, args.workers), results, loaders)
     for name, v in variants.items():
         _warm_up(name, lambda v=v: FFCVLoader(beton_paths[(v.write_mode, v.max_resolution)], v, args.resolution, args.batch, args.workers),
                  results, loaders)
     print("warm-up done: " + ", ".join(f"{k} {r.warmup_s:.1f}s" for k, r in results.items()), flush=True)
 
-    for r in range(args.rounds):
-        for name, loader in loaders.items():
-            t, n = time.perf_counter(), 0
-            for _ in range(args.epochs):
-                n += loader.epoch()
-            results[name].rates.append(n / (time.perf_counter() - t))
-        print(f"round {r + 1}: " + ", ".join(f"{k} {res.rates[-1]:.0f}" for k, res in results.items()), flush=True)
-    for name in ("decode", "decode_pil"):
-        loaders[name].close()
+    time_rounds(loaders, results, args.rounds, args.epochs)
+    for loader in loaders.values():
+        if hasattr(loader, "close"):
+            loader.close()
 
-    def ratio(name: str, ref: str) -> float:
-        # median over rounds of the within-round ratio: the two were measured minutes apart at most
-        return statistics.median(x / y for x, y in zip(results[name].rates, results[ref].rates))
-
-    labels = {"tv": "torchvision ImageFolder + DataLoader (PIL)", "decode": "decode only, cv2.imdecode (libjpeg-turbo)",
-              "decode_pil": "decode only, PIL", **{k: v.label for k, v in variants.items()}}
-    print(f"\n| loader | img/s, median of {args.rounds} rounds (range) | vs torchvision | vs decode-only (cv2) |")
-    print("| --- | --- | --- | --- |")
+    labels = {"tv": "torchvision ImageFolder + DataLoader (PIL)",
+              "decode": "decode only, cv2.imdecode (libjpeg-turbo), the original files",
+              "decode_pil": "decode only, PIL, the original files",
+              **{name: f"decode only, cv2.imdecode, the bytes stored in {beton.name} "
+                       f"({loaders[name].mean_bytes / 1024:.0f} KiB mean)" for name, beton in limits.items()},
+              **{k: v.label for k, v in variants.items()}}
+    print(f"\n| loader | img/s, median of {args.rounds} rounds (range) | vs torchvision | vs its decode-only limit "
+          f"(the stored bytes) | vs decode-only of the originals |")
+    print("| --- | --- | --- | --- | --- |")
     for name, res in results.items():
+        limit = f"{ratio(results, name, limit_name(variants[name])):.2f} ({limit_name(variants[name])})" if name in variants else "—"
         print(f"| {labels[name]} | {res.rate:,.0f} ({min(res.rates):,.0f}-{max(res.rates):,.0f}) | "
-              f"{ratio(name, 'tv'):.2f}x | {ratio(name, 'decode'):.2f} |")
-    print("(ratios: median over rounds of the ratio within each round)")
+              f"{ratio(results, name, 'tv'):.2f}x | {limit} | {ratio(results, name, 'decode'):.2f} |")
+    print("(ratios: median over rounds of the ratio within each round; a raw beton is compared with the JPEG beton of its size)")
 
     fid = fidelity(root, VARIANTS["ffcv"].max_resolution, args.resolution, 0.08)
     print(f"\nstorage fidelity (medians): originals {fid['orig_longer']:.0f}x{fid['orig_shorter']:.0f}, stored "
@@ -434,11 +556,17 @@ def main(argv=None) -> None:
     print("decode at reduced size (FFCV's imdecode, one process, ms/image of the originals): "
           + ", ".join(f"{k} {v:.2f}" for k, v in costs.items()))
 
-    tv, ff, dec = (results[k].rate for k in ("tv", "ffcv", "decode"))
-    print("\n| date | machine | images | torchvision | FFCV train loader | decode-only (cv2) | FFCV / torchvision | FFCV / decode-only |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    tv, ff, stored, dec = (results[k].rate for k in ("tv", "ffcv", "decode_stored", "decode"))
+    print("\n| date | machine | images | torchvision | FFCV train loader | decode-only, stored bytes (cv2) "
+          "| decode-only, originals (cv2) | FFCV / torchvision | FFCV / decode-only (stored) | FFCV / decode-only (originals) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(f"| {datetime.date.today()} | {args.machine}, {args.workers} workers | {len(files):,} x ~{args.size} px | {tv:,.0f} img/s "
-          f"| {ff:,.0f} img/s | {dec:,.0f} img/s | {ratio('ffcv', 'tv'):.2f}x | {ratio('ffcv', 'decode'):.2f} |")
+          f"| {ff:,.0f} img/s | {stored:,.0f} img/s | {dec:,.0f} img/s | {ratio(results, 'ffcv', 'tv'):.2f}x "
+          f"| **{ratio(results, 'ffcv', 'decode_stored'):.2f}** | {ratio(results, 'ffcv', 'decode'):.2f} |")
+    if "full" in variants:
+        name = limit_name(variants["full"])
+        print(f"originals kept (`full`): {results['full'].rate:,.0f} img/s against its own decode-only limit "
+              f"{results[name].rate:,.0f} img/s: {ratio(results, 'full', name):.2f}")
 
 
 if __name__ == "__main__":
