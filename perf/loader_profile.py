@@ -269,9 +269,10 @@ def _probe_decoder(decode_jpeg: bool):
     return Probe()
 
 
-def _copying_flip(seed: int):
+def copying_seeded_flip(seed: int):
     """The seeded flip as it was before it worked in place: FFCV's flip code (a copy of every image
-    into a buffer of its own) with the same per-image draws."""
+    into a buffer of its own) with the same per-image draws. Also the reference that
+    tests/test_seeded_flip.py holds the in-place flip to."""
     from ffcv.pipeline.allocation_query import AllocationQuery
     from ffcv.pipeline.compiler import Compiler
 
@@ -317,7 +318,7 @@ def ladder_pipelines(name: str, resolution: int, chunksize: int) -> dict[str, li
         "decode": lambda: [_probe_decoder(True)],
         "crop": lambda: [RandomResizedCropRGBImageDecoder(size)],
         "seeded_crop": lambda: [SeededRandomResizedCrop(size, 0)],
-        "copy_flip": lambda: [SeededRandomResizedCrop(size, 0), _copying_flip(0)],
+        "copy_flip": lambda: [SeededRandomResizedCrop(size, 0), copying_seeded_flip(0)],
         "stock": lambda: [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip()],
     }
     if name in image:

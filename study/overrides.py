@@ -350,6 +350,20 @@ def data_path_values(init_args: dict) -> dict[str, str]:
     return {k: v for k, v in init_args.items() if isinstance(v, str) and v and (k.endswith("beton") or k.endswith("root"))}
 
 
+def stage_data_values(study: StudyDefinition, stage: str, model: str, resolution: int | None = None,
+                      files: dict[str, dict] | None = None) -> dict[str, str]:
+    """The data locations (`data_path_values`) `model`'s `stage` reads: its stacked configs that
+    exist, then what the study file sets. ``files`` caches parsed configs across calls."""
+    files = {} if files is None else files
+    config: dict = {}
+    for path in [study.stage_config(stage, model), *study.extra_configs(stage)]:
+        if path not in files:
+            files[path] = read_stage_config(path) if Path(path).is_file() else {}
+        config = merge(config, files[path])
+    layered = with_study_values(config, study, model, resolution, stage)
+    return data_path_values(((layered.get("data") or {}).get("init_args")) or {})
+
+
 def check_generated_paths(study: StudyDefinition) -> None:
     """Refuse (`StudyConfigError`, one line) a study that generates its data (``generate.root``)
     but whose stages, for some model, read betons or an OOD root from elsewhere: its runs would
@@ -359,16 +373,11 @@ def check_generated_paths(study: StudyDefinition) -> None:
     if not root:
         return
     root_path = Path(root).resolve()
+    files: dict[str, dict] = {}
     for stage in ("upstream", "downstream"):
         for model in study.models:
-            paths = [study.stage_config(stage, model), *study.extra_configs(stage)]
-            config: dict = {}
-            for path in paths:
-                if Path(path).is_file():
-                    config = merge(config, read_stage_config(path))
             for resolution in study.resolution_values:
-                layered = with_study_values(copy.deepcopy(config), study, model, resolution, stage)
-                for key, value in data_path_values(((layered.get("data") or {}).get("init_args")) or {}).items():
+                for key, value in stage_data_values(study, stage, model, resolution, files).items():
                     if not Path(value).resolve().is_relative_to(root_path):
                         raise StudyConfigError(
                             f"study config {study.source}: generates its data under {root} but the {stage} stage of {model} "

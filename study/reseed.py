@@ -38,7 +38,7 @@ def reseeded(raw: dict[str, Any], seed: int, source: str = "<dict>") -> dict[str
 
     `StudyConfigError` (one line) for a negative seed or a study without ``generate.root``.
     """
-    from study.overrides import data_path_values, merge, read_stage_config, with_study_values
+    from study.overrides import stage_data_values
 
     if not isinstance(seed, int) or seed < 0:
         raise StudyConfigError(f"--seed must be a non-negative integer, got {seed!r}")
@@ -56,16 +56,12 @@ def reseeded(raw: dict[str, Any], seed: int, source: str = "<dict>") -> dict[str
     for key in ("upstream_extra_configs", "downstream_extra_configs"):
         out[key] = [_moved(p, old_root, new_root) or p for p in getattr(original, key)]
     overrides = copy.deepcopy(out.get("model_overrides") or {})
+    files: dict[str, dict] = {}
     for model in original.models:
         per_model = overrides.setdefault(model, {})
         for stage in ("upstream", "downstream"):
-            config: dict = {}
-            for path in [original.stage_config(stage, model), *original.extra_configs(stage)]:
-                if Path(path).is_file():
-                    config = merge(config, read_stage_config(path))
-            layered = with_study_values(config, original, model, None, stage)
             values = per_model.setdefault(stage, {})
-            for key, value in data_path_values(((layered.get("data") or {}).get("init_args")) or {}).items():
+            for key, value in stage_data_values(original, stage, model, None, files).items():
                 moved = _moved(value, old_root, new_root)
                 if moved is not None:
                     values[f"data.init_args.{key}"] = moved

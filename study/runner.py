@@ -74,6 +74,8 @@ def plan(study: StudyDefinition, retry_failed: bool = False) -> tuple[list[Unit]
     longest first), one line per unit left out that the user should know about, and how many
     cells are done."""
     ups = dict(upstream_statuses(study))
+    # once per run, not per cell: a run's cells share its verdict (done.json and manifests read once)
+    stale = {run: stale_data(UpstreamPaths(Path(study.runs_dir), run.name)) for run, st in ups.items() if st.state == DONE}
     upstream, cells, notes, done = [], [], [], 0
     needed: set[UpstreamRun] = set()
     for cell, status in cell_statuses(study):
@@ -86,9 +88,8 @@ def plan(study: StudyDefinition, retry_failed: bool = False) -> tuple[list[Unit]
             continue
         run = study.upstream_of(cell)
         up = ups[run]
-        stale = stale_data(UpstreamPaths(Path(study.runs_dir), run.name)) if up.state == DONE else None
-        if stale is not None:  # refused here, before any compute, rather than when the cell starts
-            notes.append(f"{cell.name}: left alone: its upstream run {run.name} was {stale}")
+        if stale.get(run) is not None:  # refused here, before any compute, rather than when the cell starts
+            notes.append(f"{cell.name}: left alone: its upstream run {run.name} was {stale[run]}")
             continue
         if up.state == FAILED and not retry_failed:
             notes.append(f"{cell.name}: waits for upstream {run.name}, which failed ({up.detail}); pass --retry-failed")

@@ -1,18 +1,16 @@
 """The in-place seeded flip and the decoder's chunk size change no pixel (datamodules.seeded_augment)."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numba
 import numpy as np
 import pytest
 import torch
-from ffcv.pipeline.allocation_query import AllocationQuery
-from ffcv.pipeline.compiler import Compiler
 
 from datamodules.ffcv_loaders import train_loader
 from datamodules.pipelines import inception_train_pipelines
-from datamodules.seeded_augment import _FLIP_SALT, SeededHorizontalFlip, SeededRandomResizedCrop, image_seed, mirror_columns
+from datamodules.seeded_augment import SeededRandomResizedCrop, mirror_columns
+from perf.loader_profile import copying_seeded_flip  # the flip as it was: the reference
 
 ROWS = np.arange(24, dtype=np.uint32)
 
@@ -27,34 +25,6 @@ def test_mirror_columns_reverses_the_columns_in_place(shape):
         assert np.array_equal(out, expected)
 
 
-class CopyingSeededFlip(SeededHorizontalFlip):
-    """The flip as it was: FFCV's RandomHorizontalFlip code (a copy of every image into a buffer of its own),
-    with the same seeded draw per image."""
-
-    def declare_state_and_memory(self, previous_state):
-        return replace(previous_state, jit_mode=True), AllocationQuery(previous_state.shape, previous_state.dtype)
-
-    def generate_code(self):
-        my_range = Compiler.get_iterator()
-        image_seed_c = Compiler.compile(image_seed)
-        read_epoch = self._epoch_reader()
-        flip_prob, seed = self.flip_prob, self.seed + _FLIP_SALT
-
-        def flip(images, dst, indices):
-            epoch = read_epoch()
-            for i in my_range(images.shape[0]):
-                np.random.seed(image_seed_c(seed, epoch, indices[i]))
-                if np.random.rand() < flip_prob:
-                    dst[i] = images[i, :, ::-1]
-                else:
-                    dst[i] = images[i]
-            return dst
-
-        flip.is_parallel = True
-        flip.with_indices = True
-        return flip
-
-
 def _epochs(beton, pipelines, threads, epochs=2):
     loader = train_loader(beton, ROWS, 8, pipelines, num_workers=threads, seed=5, world_size=1, epoch=0, os_cache=True)
     return [torch.cat([images.clone() for images, _, _ in loader]) for _ in range(epochs)]
@@ -63,7 +33,7 @@ def _epochs(beton, pipelines, threads, epochs=2):
 def test_in_place_flip_gives_the_copying_flips_pixels(colour_beton):
     new = _epochs(colour_beton, inception_train_pipelines(12, seed=3), threads=2)
     old_pipelines = inception_train_pipelines(12, seed=3)
-    old_pipelines["image"][1] = CopyingSeededFlip(3)
+    old_pipelines["image"][1] = copying_seeded_flip(3)
     old = _epochs(colour_beton, old_pipelines, threads=2)
     for a, b in zip(new, old):
         assert torch.equal(a, b)
