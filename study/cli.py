@@ -48,6 +48,7 @@ def _list(study: StudyDefinition, args) -> int:
         print(f"{title}:")
         for k, (unit, status) in enumerate(rows):
             detail = f"  {status.detail}" if status.state in ("running", "failed", "preempted") else ""
+            detail += f"  WARNING: {status.warning}" if status.warning else ""
             print(f"{k:>3}  {status.state:<9}  {unit.name:<{width}}{detail}".rstrip())
         counts = Counter(s.state for _, s in rows)
         print(f"{len(rows)} {title}: " + ", ".join(f"{counts[s]} {s}" for s in STATES))

@@ -37,7 +37,7 @@ from study.claims import Claim, try_claim
 from study.definition import Cell, StudyDefinition, UpstreamRun  # noqa: F401 - re-exported: `from study.runner import StudyDefinition`
 from study.layout import CellPaths, UnitPaths, UpstreamPaths
 from study.state import (DONE, FAILED, PENDING, PREEMPTED, RUNNING, Status, cell_status, mark_done, mark_failed,
-                         mark_preempted, mark_running, stale_data, upstream_status)
+                         mark_preempted, mark_running, upstream_status)
 
 POLL_S = 5.0  # how often a worker with nothing to claim looks again while others pre-train
 STOP_CODES = {128 + signal.SIGTERM, 128 + signal.SIGUSR1}  # a training stage stopped by a signal
@@ -74,8 +74,8 @@ def plan(study: StudyDefinition, retry_failed: bool = False) -> tuple[list[Unit]
     longest first), one line per unit left out that the user should know about, and how many
     cells are done."""
     ups = dict(upstream_statuses(study))
-    # once per run, not per cell: a run's cells share its verdict (done.json and manifests read once)
-    stale = {run: stale_data(UpstreamPaths(Path(study.runs_dir), run.name)) for run, st in ups.items() if st.state == DONE}
+    # a run's cells share its verdict on its data (upstream_status read done.json and the manifests once)
+    stale = {run: st.warning for run, st in ups.items()}
     upstream, cells, notes, done = [], [], [], 0
     needed: set[UpstreamRun] = set()
     for cell, status in cell_statuses(study):

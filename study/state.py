@@ -30,10 +30,12 @@ STATES = (PENDING, RUNNING, PREEMPTED, DONE, FAILED)
 @dataclass(frozen=True)
 class Status:
     """A unit's state and a one-line detail (the error and log of a failed unit, the host and
-    job of a running one, the result or checkpoint of a done one)."""
+    job of a running one, the result or checkpoint of a done one) and, for a done upstream run
+    whose data changed since, why its cells will not use it (`stale_data`)."""
 
     state: str
     detail: str = ""
+    warning: str | None = None
 
 
 def _now() -> str:
@@ -116,6 +118,5 @@ def upstream_status(paths: UpstreamPaths) -> Status:
     """The state of one upstream run (done: ``done.json`` and its checkpoint exist; the detail
     says so when its data changed since, see `stale_data`)."""
     if paths.done.exists() and paths.checkpoint.exists():
-        stale = stale_data(paths)
-        return Status(DONE, str(paths.checkpoint) if stale is None else f"{paths.checkpoint}, but {stale}")
+        return Status(DONE, str(paths.checkpoint), warning=stale_data(paths))
     return _from_markers(paths)

@@ -662,7 +662,7 @@ def test_an_upstream_run_on_data_since_regenerated_is_refused_before_its_cells_r
     units, notes, _ = plan(study)
     assert units == [] and len(notes) == 1 and notes[0].startswith(f"{cell.name}: left alone: its upstream run")
     [(_, status)] = upstream_statuses(study)
-    assert status.state == DONE and "pre-trained on other data" in status.detail
+    assert status.state == DONE and "pre-trained on other data" in status.warning
 
     beton.with_suffix(".json").unlink()  # the data gone altogether
     with pytest.raises(UpstreamNotReady, match="now no manifest"):
