@@ -21,6 +21,14 @@ process takes the whole permutation. With per-device batch ``b``, accumulation `
 ranks: the same global batches on 1 GPU or 64. The seeded crops and flips
 (``datamodules.seeded_augment``, told the epoch here) depend on the image and epoch only,
 so the pixels are the same too.
+
+FFCV's own ``Loader`` allocates every pipeline buffer afresh for each epoch (and the last
+epoch's stay alive until its iterator is collected: twice the peak memory); with the short
+epochs of small subsets (300 images at batch 64: a new epoch every 4 steps) that is a
+reallocation and a thread start every few steps. This loader allocates them once and hands
+the same buffers to every epoch, stopping the previous epoch's decoding thread first. Batch
+slots continue across the epoch boundary, so FFCV's contract holds across epochs as within
+one: a batch stays valid until ``batches_ahead + 1`` more have been requested.
 """
 from __future__ import annotations
 
@@ -70,6 +78,16 @@ class ResumableLoader(Loader):
             raise ValueError(f"order {kwargs.get('order')} cannot be split over {world_size} ranks; use OrderOption.RANDOM")
         self.start_batch = int(start_batch)
         self.current_epoch = self.next_epoch
+        self._buffers = None  # (batch size, slots) -> FFCV's allocations, made on the first epoch
+        self._running: _BufferKeepingEpochIterator | None = None
+        # FFCV's EpochIterator asks the graph for new buffers in its constructor; answering from
+        # the first allocation is the one place to keep them without copying its constructor.
+        self._allocate_fresh, self.graph.allocate_memory = self.graph.allocate_memory, self._kept_allocations
+
+    def _kept_allocations(self, batch_size: int, slots: int):
+        if self._buffers is None or self._buffers[0] != (batch_size, slots):
+            self._buffers = ((batch_size, slots), self._allocate_fresh(batch_size, slots))
+        return self._buffers[1]
 
     def __iter__(self):
         # Lazy: Lightning calls iter() once just to check a loader is iterable. FFCV's own
@@ -91,7 +109,21 @@ class ResumableLoader(Loader):
             self.generate_code()
         if skip >= len(selected):
             return iter(())
-        return EpochIterator(self, selected[skip:])
+        first_slot = self._stop_running()
+        self._running = _BufferKeepingEpochIterator(self, selected[skip:], first_slot)
+        return self._running
+
+    def _stop_running(self) -> int:
+        """Stop the previous epoch's thread (it must not write into the buffers the next epoch
+        gets: an epoch left early keeps decoding until its queue is full) and return the slot
+        after the last one it filled."""
+        previous, self._running = self._running, None
+        if previous is None:
+            return 0
+        previous.close()
+        if previous.is_alive():
+            previous.join()
+        return previous.current_batch_slot
 
     def state_dict(self) -> dict:
         return {"epoch": int(self.current_epoch)}
@@ -108,6 +140,20 @@ def _operations(spec) -> list:
     if isinstance(spec, PipelineSpec):
         return [op for op in (spec.decoder, *spec.transforms) if op is not None]
     return list(spec or [])
+
+
+class _BufferKeepingEpochIterator(EpochIterator):
+    """FFCV's epoch iterator (on the loader's kept buffers) whose first batch goes to slot
+    ``first_slot``: the slot after the previous epoch's last, so that batch stays valid."""
+
+    def __init__(self, loader: ResumableLoader, order, first_slot: int):
+        self._first_slot = first_slot
+        super().__init__(loader, order)
+
+    def start(self):
+        # the constructor sets slot 0 and then starts the thread: set the slot in between
+        self.current_batch_slot = self._first_slot
+        super().start()
 
 
 class _LazyEpoch:

@@ -18,15 +18,15 @@ Two measurements on the images and beton of ``perf.loader_throughput`` (same opt
    hand-off, buffers), ``decode`` (+ FFCV's imdecode), ``crop`` (+ FFCV's unseeded random
    resized crop), ``seeded_crop`` (+ the per-image seeding), ``copy_flip`` (+ the seeded flip as
    it was: a copy per image), ``train`` (the training pipeline as it is: in-place flip); then
-   options on ``train``, one each: ``reuse`` (batch buffers kept across epochs instead of
-   FFCV's fresh allocation per epoch), ``chunk`` (numba's ``--chunksize`` for the decoder's
+   options on ``train``, one each: ``fresh`` (FFCV's fresh batch buffers every epoch, as
+   its own ``Loader`` allocates them, instead of the training loader's kept ones), ``chunk`` (numba's ``--chunksize`` for the decoder's
    loop instead of one static block per thread), ``cv1`` (the system OpenCV at 1 thread
    during that loader's epochs), and ``stock`` (FFCV's own unseeded crop and flip, for
    reference). Each rung's cost is the median within-round difference of wall microseconds
    per image from the rung before it (options: from ``train``). The last column is how much
-   longer each of an epoch's first ``batches_ahead + 2`` batches takes than a later one: FFCV
-   allocates every batch buffer afresh per epoch, so those batches also fault their pages in
-   (and start the epoch's thread); needs epochs of more than that many batches.
+   longer each of an epoch's first ``batches_ahead + 2`` batches takes than a later one (the
+   epoch's thread starting; with ``fresh``, the new buffers' pages faulted in too); needs
+   epochs of more than that many batches.
 
     .venv/bin/python -m perf.loader_profile                       # 3,000 images, 256-px beton, 2 threads, 6 rounds
     .venv/bin/python -m perf.loader_profile --max-resolution 512  # the originals kept (400 px)
@@ -59,7 +59,7 @@ LADDER = {
     "train": "the training pipeline as it is (seeded crop + in-place seeded flip)",
 }
 OPTIONS = {
-    "reuse": "train, batch buffers kept across epochs (FFCV allocates them afresh every epoch)",
+    "fresh": "train, batch buffers allocated afresh every epoch as FFCV's Loader does (the training loader keeps them)",
     "chunk": "train, the decoder's loop in numba chunks of --chunksize images (default: one block per thread)",
     "cv1": "train, the system OpenCV (FFCV's resize) at 1 thread during its epochs",
     "stock": "FFCV's own RandomResizedCrop + RandomHorizontalFlip (unseeded), for reference",
@@ -329,19 +329,6 @@ def ladder_pipelines(name: str, resolution: int, chunksize: int) -> dict[str, li
     return pipelines
 
 
-class _KeptBuffers:
-    """Hands an FFCV loader's graph the same batch buffers every epoch (FFCV allocates them
-    afresh in every ``EpochIterator``). Safe here: the benchmark finishes each epoch before the next."""
-
-    def __init__(self, graph):
-        self.allocate, self.kept = graph.allocate_memory, {}
-
-    def __call__(self, batch_size, batches_ahead):
-        if (batch_size, batches_ahead) not in self.kept:
-            self.kept[batch_size, batches_ahead] = self.allocate(batch_size, batches_ahead)
-        return self.kept[batch_size, batches_ahead]
-
-
 class TimedFFCVLoader(FFCVLoader):
     """``FFCVLoader`` that also records each epoch's batch times (from asking for the epoch or the previous batch)."""
 
@@ -359,7 +346,7 @@ class TimedFFCVLoader(FFCVLoader):
 
     def first_slots_extra_ms(self) -> float | None:
         """Median over epochs of how much longer each of the epoch's first ``batches_ahead + 2`` batches took
-        than a later one (ms): the epoch's fresh batch buffers being allocated and first written. None: too
+        than a later one (ms): the epoch's start (and with fresh buffers, their first writes). None: too
         few batches per epoch to tell."""
         slots = self.loader.batches_ahead + 2
         extra = [np.mean(b[:slots]) - np.mean(b[slots:]) for b in self.batch_s if len(b) > slots]
@@ -402,8 +389,8 @@ def main(argv=None) -> None:
         def make(name=name):
             loader = TimedFFCVLoader(beton, variant, args.resolution, args.batch, args.workers,
                                      pipelines=ladder_pipelines(name, args.resolution, args.chunksize))
-            if name == "reuse":
-                loader.loader.graph.allocate_memory = _KeptBuffers(loader.loader.graph)
+            if name == "fresh":  # undo ResumableLoader's kept buffers: FFCV's own allocation each epoch
+                loader.loader.graph.allocate_memory = loader.loader._allocate_fresh
             return loader
 
         if name == "cv1":
@@ -422,7 +409,7 @@ def main(argv=None) -> None:
         return statistics.median(a - b for a, b in zip(us(name), us(ref)))
 
     print(f"\n| rung | img/s, median of {args.rounds} rounds | wall us/image | vs decode_stored | adds (us/image, vs) "
-          f"| first batches of an epoch (fresh buffers) |")
+          f"| first batches of an epoch |")
     print("| --- | --- | --- | --- | --- | --- |")
     previous = None
     for name in [s for s in [*LADDER, *OPTIONS] if s in results]:

@@ -60,3 +60,52 @@ def test_global_batches_and_pixels_are_the_same_on_one_rank_or_two(colour_beton)
     sampler = DistributedSampler(range(24), num_replicas=2, rank=1, shuffle=True, seed=11)
     sampler.set_epoch(2)
     assert torch.cat([i for _, i in ranks[1]]).tolist() == list(sampler)
+
+
+def _counting_allocations(loader):
+    calls = []
+    fresh = loader._allocate_fresh
+
+    def counted(*args):
+        calls.append(args)
+        return fresh(*args)
+
+    loader._allocate_fresh = counted
+    return calls
+
+
+def test_buffers_are_allocated_once_and_every_epoch_matches_a_fresh_loader(colour_beton):
+    import torch
+
+    loader = _loader(colour_beton, epoch=0)
+    calls = _counting_allocations(loader)
+    kept = [_batches(loader) for _ in range(3)]
+    assert len(calls) == 1  # one allocation for three epochs (FFCV's Loader makes one per epoch)
+    for epoch, batches in enumerate(kept):
+        fresh = _batches(_loader(colour_beton, epoch=epoch))  # a new loader: new buffers
+        assert [i.tolist() for _, i in batches] == [i.tolist() for _, i in fresh]
+        assert all(torch.equal(a, b) for (a, _), (b, _) in zip(batches, fresh))
+
+
+def test_an_epoch_left_early_stops_its_thread_and_the_next_is_whole(colour_beton):
+    import torch
+
+    loader = _loader(colour_beton, epoch=0)
+    first = iter(loader)
+    next(first)  # leave epoch 0 after one batch: its thread decodes ahead into the kept buffers
+    running = loader._running
+    second = _batches(loader)
+    assert not running.is_alive()  # stopped before epoch 1 was handed the same buffers
+    fresh = _batches(_loader(colour_beton, epoch=1))
+    assert [i.tolist() for _, i in second] == [i.tolist() for _, i in fresh]
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(second, fresh))
+
+
+def test_the_last_batch_of_an_epoch_survives_the_next_epochs_first(colour_beton):
+    import torch
+
+    loader = _loader(colour_beton, epoch=0)  # 6 batches, 5 slots: epoch 0 ends in slot 0
+    *_, (last_images, _, last_index) = list(loader)
+    held = last_images.clone(), last_index.clone()
+    next(iter(loader))  # epoch 1 starts: its thread fills up to batches_ahead + 1 slots
+    assert torch.equal(last_images, held[0]) and torch.equal(last_index, held[1])
