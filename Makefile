@@ -23,7 +23,7 @@ quickstart: install
 	$(PY) -m study.quickstart
 
 # The fidelity study (docs/fidelity.md): the same 2 x 3 x 3 grid in the paper's regime of
-# repetition, evaluation sets sized for +-10-point intervals; ~35 min on 2 cores. Grid in
+# repetition, evaluation sets sized for +-10-point intervals; ~24 min on 2 cores. Grid in
 # runs/fidelity/grid/, data in data/fidelity/.
 # SEED=N runs the replicate under seed N (generator, subsets, training) in data/ and runs/
 # folders of its own; FIDELITY_STUDY=configs/fidelity/corners.yaml runs only the four corners.
